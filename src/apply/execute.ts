@@ -1,0 +1,262 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import pLimit from 'p-limit';
+import { ApplyError, HostError } from '../errors.js';
+import type { HostDriver } from '../hosts/driver.js';
+import { splitAddress } from '../live/connect.js';
+import { parseClusterNodes, parseInfo } from '../live/parse.js';
+import type { SlotRange } from '../live/types.js';
+import type { Plan, Step, StepKind } from '../plan/types.js';
+import { SLOT_COUNT } from '../plan/slots.js';
+import { describeStep, phaseTitle } from '../render/steps.js';
+import { startLocalNode } from './nodes.js';
+import { NodePool } from './pool.js';
+import { waitFor } from './wait.js';
+
+/** What apply tells its listeners: the human progress view and --json both listen to these. */
+export type ApplyEvent =
+  | { type: 'phase_start'; phase: number; title: string; steps: number[] }
+  | { type: 'step_start'; phase: number; index: number; title: string }
+  | { type: 'step_done'; phase: number; index: number; title: string; ms: number }
+  | { type: 'step_failed'; phase: number; index: number; title: string; error: string }
+  | { type: 'phase_done'; phase: number; ms: number }
+  | { type: 'phase_failed'; phase: number; error: string };
+
+export interface Phase {
+  title: string;
+  kind: StepKind;
+  steps: { index: number; step: Step }[];
+}
+
+export interface ApplyDeps {
+  driver: HostDriver;
+  /** Upper bound on concurrent steps within a phase. */
+  concurrency?: number;
+  waitTimeoutMs?: number;
+}
+
+/** Consecutive steps of one kind are independent of each other and run together. */
+export function phasesOf(plan: Plan): Phase[] {
+  const phases: Phase[] = [];
+  plan.steps.forEach((step, index) => {
+    const last = phases[phases.length - 1];
+    if (last && last.kind === step.kind) last.steps.push({ index, step });
+    else phases.push({ title: '', kind: step.kind, steps: [{ index, step }] });
+  });
+  for (const p of phases) p.title = phaseTitle(p.kind, p.steps.length);
+  return phases;
+}
+
+/**
+ * Run the plan's steps, and nothing else: the plan alone decides what apply does.
+ * On failure, throws ApplyError naming the failed step and every step already done.
+ */
+export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEvent) => void): Promise<void> {
+  const pool = new NodePool();
+  const done: string[] = [];
+  const ctx: StepContext = { plan, deps, pool, ids: new Map(), assigned: new Map(), waitTimeoutMs: deps.waitTimeoutMs ?? 60_000 };
+  try {
+    const phases = phasesOf(plan);
+    for (const [pi, phase] of phases.entries()) {
+      const started = Date.now();
+      emit({ type: 'phase_start', phase: pi, title: phase.title, steps: phase.steps.map((s) => s.index) });
+      const limit = pLimit(deps.concurrency ?? 16);
+      const results = await Promise.allSettled(
+        phase.steps.map(({ index, step }) =>
+          limit(async () => {
+            const title = describeStep(step);
+            const t0 = Date.now();
+            emit({ type: 'step_start', phase: pi, index, title });
+            try {
+              await runStep(step, ctx);
+            } catch (err) {
+              emit({ type: 'step_failed', phase: pi, index, title, error: (err as Error).message });
+              throw Object.assign(err as Error, { stepTitle: title });
+            }
+            done.push(title);
+            emit({ type: 'step_done', phase: pi, index, title, ms: Date.now() - t0 });
+          }),
+        ),
+      );
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) {
+        const err = failed.reason as Error & { stepTitle?: string };
+        emit({ type: 'phase_failed', phase: pi, error: err.message });
+        throw new ApplyError(err.stepTitle ?? phase.title, err, [...done]);
+      }
+      emit({ type: 'phase_done', phase: pi, ms: Date.now() - started });
+    }
+  } finally {
+    await pool.close();
+  }
+}
+
+interface StepContext {
+  plan: Plan;
+  deps: ApplyDeps;
+  pool: NodePool;
+  /** address -> node id, learnt as apply goes (new nodes have no id until they run). */
+  ids: Map<string, string>;
+  /** Slots this apply gave to each master, so that waiting can tell the other nodes directly. */
+  assigned: Map<string, SlotRange[]>;
+  waitTimeoutMs: number;
+}
+
+async function runStep(step: Step, ctx: StepContext): Promise<void> {
+  const { pool } = ctx;
+  switch (step.kind) {
+    case 'provision_node': {
+      const node = ctx.plan.desired.nodes.find((n) => n.address === step.node);
+      if (!node) throw new Error(`${step.node} is not in the plan's spec`);
+      if (ctx.plan.desired.connection !== 'local') {
+        throw new HostError(step.node, 'provision', `provisioning over ${ctx.plan.desired.connection} is not available in this version`);
+      }
+      pool.drop(step.node);
+      await startLocalNode(node, ctx.deps.driver, ctx.plan.desired.connection);
+      return;
+    }
+    case 'set_config_epoch':
+      await pool.call(step.node, 'CLUSTER', 'SET-CONFIG-EPOCH', step.epoch);
+      return;
+    case 'meet_node': {
+      const { host, port } = splitAddress(step.node);
+      const ip = isIP(host) ? host : (await lookup(host)).address;
+      await Promise.all(step.via.map((v) => pool.call(v, 'CLUSTER', 'MEET', ip, port)));
+      return;
+    }
+    case 'wait_join':
+      await waitJoin(step.nodes, ctx);
+      return;
+    case 'add_slots':
+      await addSlots(step.node, step.ranges, ctx);
+      ctx.assigned.set(step.node, [...(ctx.assigned.get(step.node) ?? []), ...step.ranges]);
+      return;
+    case 'wait_cluster_ok':
+      await announceSlotOwners(step.nodes, ctx);
+      await waitClusterOk(step.nodes, ctx);
+      return;
+    case 'replicate': {
+      const masterId = await idOf(step.master, ctx);
+      await pool.call(step.node, 'CLUSTER', 'REPLICATE', masterId);
+      return;
+    }
+    case 'wait_replication':
+      await waitFor(
+        'replicas to sync with their masters',
+        async () => {
+          for (const r of step.replicas) {
+            const info = parseInfo(String(await pool.call(r, 'INFO', 'replication')));
+            if (info['role'] !== 'slave') return `${r} is not a replica yet`;
+            if (info['master_link_status'] !== 'up') return `${r}: master_link_status:${info['master_link_status'] ?? 'unknown'}`;
+          }
+          return true;
+        },
+        { timeoutMs: ctx.waitTimeoutMs },
+      );
+      return;
+  }
+}
+
+async function idOf(address: string, ctx: StepContext): Promise<string> {
+  let id = ctx.ids.get(address);
+  if (!id) {
+    id = String(await ctx.pool.call(address, 'CLUSTER', 'MYID'));
+    ctx.ids.set(address, id);
+  }
+  return id;
+}
+
+async function addSlots(address: string, ranges: { start: number; end: number }[], ctx: StepContext): Promise<void> {
+  try {
+    await ctx.pool.call(address, 'CLUSTER', 'ADDSLOTSRANGE', ...ranges.flatMap((r) => [r.start, r.end]));
+  } catch (err) {
+    // ADDSLOTSRANGE is Redis >= 7.0; older servers take every slot by number.
+    if (!/unknown subcommand|ERR Unknown/i.test((err as Error).message)) throw err;
+    const slots: number[] = [];
+    for (const r of ranges) for (let s = r.start; s <= r.end; s++) slots.push(s);
+    await ctx.pool.call(address, 'CLUSTER', 'ADDSLOTS', ...slots);
+  }
+}
+
+async function waitJoin(nodes: string[], ctx: StepContext): Promise<void> {
+  const ids = await Promise.all(nodes.map((n) => idOf(n, ctx)));
+  await waitFor(
+    'every node to know every other node',
+    async () => {
+      for (const n of nodes) {
+        const view = parseClusterNodes(String(await ctx.pool.call(n, 'CLUSTER', 'NODES')));
+        const missing = ids.filter((id) => !view.some((e) => e.id === id && !e.handshake));
+        if (missing.length > 0) return `${n} does not know ${missing.length} node(s) yet`;
+        const handshake = view.filter((e) => e.handshake);
+        if (handshake.length > 0) return `${n} still has ${handshake.length} node(s) in handshake`;
+      }
+      return true;
+    },
+    { timeoutMs: ctx.waitTimeoutMs },
+  );
+}
+
+/**
+ * Gossip tells a node about a master's new slots only when that master next pings it, which
+ * takes up to half the node timeout. Telling each node the owners with SETSLOT NODE makes the
+ * cluster agree at once. Only slots a node sees as unowned are set, so no claim is overridden.
+ */
+async function announceSlotOwners(nodes: string[], ctx: StepContext): Promise<void> {
+  if (ctx.assigned.size === 0) return;
+  const owners = await Promise.all([...ctx.assigned].map(async ([m, ranges]) => ({ id: await idOf(m, ctx), ranges })));
+  await Promise.all(
+    nodes.map(async (n) => {
+      const view = parseClusterNodes(String(await ctx.pool.call(n, 'CLUSTER', 'NODES')));
+      const me = view.find((e) => e.myself);
+      if (!me || me.role !== 'master') return;
+      const owned = new Set<number>();
+      for (const e of view) for (const r of e.slots) for (let s = r.start; s <= r.end; s++) owned.add(s);
+      const client = await ctx.pool.get(n);
+      const pipeline = client.pipeline();
+      let queued = 0;
+      for (const { id, ranges } of owners) {
+        if (id === me.id || !view.some((e) => e.id === id)) continue;
+        for (const r of ranges) {
+          for (let s = r.start; s <= r.end; s++) {
+            if (owned.has(s)) continue;
+            pipeline.call('CLUSTER', 'SETSLOT', String(s), 'NODE', id);
+            queued++;
+          }
+        }
+      }
+      if (queued === 0) return;
+      const results = (await pipeline.exec()) ?? [];
+      const failed = results.find(([err]) => err);
+      if (failed?.[0]) throw new Error(`${n}: CLUSTER SETSLOT NODE: ${failed[0].message}`);
+    }),
+  );
+}
+
+/** Every node reports cluster_state:ok, all slots assigned, and the same slot owners. */
+async function waitClusterOk(nodes: string[], ctx: StepContext): Promise<void> {
+  await waitFor(
+    'every node to agree on the slots and report cluster_state:ok',
+    async () => {
+      let reference: string | undefined;
+      for (const n of nodes) {
+        const [infoText, nodesText] = await Promise.all([ctx.pool.call(n, 'CLUSTER', 'INFO'), ctx.pool.call(n, 'CLUSTER', 'NODES')]);
+        const info = parseInfo(String(infoText));
+        if (info['cluster_state'] !== 'ok') return `${n}: cluster_state:${info['cluster_state']}`;
+        if (Number(info['cluster_slots_assigned']) !== SLOT_COUNT) return `${n}: ${info['cluster_slots_assigned']} slots assigned`;
+        const owners = slotMapSignature(String(nodesText));
+        if (reference === undefined) reference = owners;
+        else if (owners !== reference) return `${n} does not agree on slot owners yet`;
+      }
+      return true;
+    },
+    { timeoutMs: ctx.waitTimeoutMs },
+  );
+}
+
+function slotMapSignature(nodesText: string): string {
+  return parseClusterNodes(nodesText)
+    .filter((e) => e.slots.length > 0)
+    .map((e) => `${e.id}:${e.slots.map((r) => `${r.start}-${r.end}`).join(',')}`)
+    .sort()
+    .join(';');
+}

@@ -1,0 +1,169 @@
+import { writeFile } from 'node:fs/promises';
+import { executePlan, phasesOf } from '../apply/execute.js';
+import { ApplyError, PlanError, UsageError } from '../errors.js';
+import { formatDiagnostic } from '../errors.js';
+import { inspectCluster } from '../live/inspect.js';
+import { clusterStatus } from '../live/status.js';
+import { computePlan } from '../plan/diff.js';
+import { fingerprint } from '../plan/fingerprint.js';
+import { readPlanFile, serializePlan } from '../plan/file.js';
+import type { Plan } from '../plan/types.js';
+import { renderPlan, summaryLine } from '../render/plan.js';
+import { formatMs, jsonProgress, listrProgress } from '../render/progress.js';
+import { renderStatus } from '../render/status.js';
+import { loadSpec, requireSpec } from '../spec/load.js';
+import type { DesiredCluster } from '../spec/types.js';
+import { confirm } from './confirm.js';
+import { driverFor } from './drivers.js';
+import { destroyLocal, planDestroy, renderDestroy } from './destroy.js';
+import type { Io } from './io.js';
+
+export const EXIT_OK = 0;
+export const EXIT_ERROR = 1;
+export const EXIT_CHANGES = 2;
+
+async function loadDesired(file: string, io: Io): Promise<DesiredCluster> {
+  const result = await loadSpec(file);
+  for (const d of result.diagnostics) if (d.severity === 'warning') io.err(formatDiagnostic(d));
+  return requireSpec(result);
+}
+
+export async function validateCommand(opts: { file: string; json?: boolean }, io: Io): Promise<number> {
+  const result = await loadSpec(opts.file);
+  const errors = result.diagnostics.filter((d) => d.severity === 'error');
+  if (opts.json) {
+    io.out(JSON.stringify({ valid: errors.length === 0, diagnostics: result.diagnostics }, null, 2));
+  } else {
+    for (const d of result.diagnostics) io.err(formatDiagnostic(d));
+    if (errors.length === 0) {
+      const d = result.desired as DesiredCluster;
+      io.out(`${opts.file}: valid: cluster "${d.name}", ${d.nodes.length} nodes, ${d.masters} masters, ${d.replicasPerMaster} replica(s) per master (connection: ${d.connection}).`);
+    }
+  }
+  return errors.length === 0 ? EXIT_OK : EXIT_ERROR;
+}
+
+async function planFor(desired: DesiredCluster): Promise<Plan> {
+  const driver = driverFor(desired);
+  try {
+    const live = await inspectCluster(desired, { driver });
+    return computePlan(desired, live);
+  } finally {
+    await driver.close();
+  }
+}
+
+export async function planCommand(opts: { file: string; out?: string; json?: boolean; detailedExitcode?: boolean }, io: Io): Promise<number> {
+  const desired = await loadDesired(opts.file, io);
+  const plan = await planFor(desired);
+  if (opts.out) await writeFile(opts.out, serializePlan(plan));
+  if (opts.json) io.out(JSON.stringify(planJson(plan), null, 2));
+  else {
+    io.out(renderPlan(plan).trimEnd());
+    if (opts.out && plan.steps.length > 0) io.out(`\nSaved the plan to ${opts.out}. To perform exactly these actions, run: rcluster apply ${opts.out}`);
+  }
+  return plan.steps.length > 0 && opts.detailedExitcode ? EXIT_CHANGES : EXIT_OK;
+}
+
+function planJson(plan: Plan) {
+  return {
+    formatVersion: plan.formatVersion,
+    cluster: plan.desired.name,
+    changes: plan.steps.length > 0,
+    summary: plan.steps.length > 0 ? summaryLine(plan) : 'No changes.',
+    steps: plan.steps,
+    roles: plan.roles,
+    warnings: plan.warnings,
+    fingerprint: plan.fingerprint,
+  };
+}
+
+export async function applyCommand(opts: { file?: string; planFile?: string; autoApprove?: boolean; json?: boolean }, io: Io): Promise<number> {
+  let plan: Plan;
+  if (opts.planFile) {
+    plan = await readPlanFile(opts.planFile);
+    await refuseStalePlan(plan, opts.planFile);
+  } else {
+    plan = await planFor(await loadDesired(opts.file ?? 'cluster.yaml', io));
+  }
+  if (opts.json) io.out(JSON.stringify({ type: 'plan', ...planJson(plan) }));
+  else io.out(renderPlan(plan).trimEnd());
+  if (plan.steps.length === 0) return EXIT_OK;
+
+  // A saved plan was reviewed when it was made; that is terraform's contract too.
+  if (!opts.autoApprove && !opts.planFile) {
+    const ok = await confirm(io);
+    if (!ok) {
+      io.err('Apply cancelled.');
+      return EXIT_ERROR;
+    }
+  }
+
+  const driver = driverFor(plan.desired);
+  const view = opts.json ? jsonProgress((l) => io.out(l)) : listrProgress(phasesOf(plan));
+  const started = Date.now();
+  try {
+    await executePlan(plan, { driver }, (e) => view.emit(e));
+  } catch (err) {
+    await view.finish();
+    if (err instanceof ApplyError) {
+      const file = opts.file ?? plan.desired.source.file;
+      const done = err.done.length > 0 ? `Already done (${err.done.length} step(s)):\n${err.done.map((d) => `  - ${d}`).join('\n')}` : 'No step had completed.';
+      throw new ApplyError(err.failedStep, new Error(`${err.cause.message}\n${done}\nRun \`rcluster plan -f ${file}\` to see what is left.`), err.done);
+    }
+    throw err;
+  } finally {
+    await driver.close();
+  }
+  await view.finish();
+  const ms = Date.now() - started;
+  if (opts.json) io.out(JSON.stringify({ type: 'apply_complete', steps: plan.steps.length, ms }));
+  else io.out(`\nApply complete: ${plan.steps.length} step(s) in ${formatMs(ms)}.`);
+  return EXIT_OK;
+}
+
+async function refuseStalePlan(plan: Plan, planFile: string): Promise<void> {
+  const driver = driverFor(plan.desired);
+  try {
+    const live = await inspectCluster(plan.desired, { driver });
+    if (fingerprint(live) !== plan.fingerprint) {
+      throw new PlanError(`${planFile} is stale: the cluster changed since the plan was made. Run rcluster plan again.`);
+    }
+  } finally {
+    await driver.close();
+  }
+}
+
+export async function statusCommand(opts: { file: string; json?: boolean }, io: Io): Promise<number> {
+  const desired = await loadDesired(opts.file, io);
+  const live = await inspectCluster(desired);
+  const status = clusterStatus(live);
+  if (opts.json) io.out(JSON.stringify({ cluster: desired.name, ...status }, null, 2));
+  else io.out(renderStatus(desired.name, status).trimEnd());
+  return status.healthy ? EXIT_OK : EXIT_ERROR;
+}
+
+export async function destroyCommand(opts: { file: string; autoApprove?: boolean; json?: boolean }, io: Io): Promise<number> {
+  const desired = await loadDesired(opts.file, io);
+  if (desired.connection !== 'local') {
+    throw new UsageError(
+      `destroy supports connection: local only. This cluster uses connection: ${desired.connection}; ` +
+        `rcluster will not stop nodes or delete data on other hosts in this version.`,
+    );
+  }
+  const plan = await planDestroy(desired);
+  if (opts.json) io.out(JSON.stringify({ type: 'destroy_plan', ...plan }));
+  else io.out(renderDestroy(desired, plan).trimEnd());
+  if (plan.nodes.every((n) => !n.running && n.paths.length === 0)) return EXIT_OK;
+  if (!opts.autoApprove) {
+    const ok = await confirm(io);
+    if (!ok) {
+      io.err('Destroy cancelled.');
+      return EXIT_ERROR;
+    }
+  }
+  const started = Date.now();
+  await destroyLocal(desired, plan, (line) => (opts.json ? io.out(JSON.stringify({ type: 'destroyed', what: line })) : io.out(line)));
+  if (!opts.json) io.out(`\nDestroy complete in ${formatMs(Date.now() - started)}.`);
+  return EXIT_OK;
+}

@@ -1,0 +1,72 @@
+/** What is really there, read fresh each time. */
+
+export interface SlotRange {
+  /** Inclusive bounds. */
+  start: number;
+  end: number;
+}
+
+/** One line of CLUSTER NODES. */
+export interface ClusterNodeEntry {
+  id: string;
+  /** host:port as announced; host may be '' on a node that has not learnt its own address yet. */
+  host: string;
+  port: number;
+  busPort: number;
+  hostname?: string;
+  /** Redis 7.2+ auxiliary address fields (`shard-id=…`, `tls-port=…`), when present. */
+  aux?: Record<string, string>;
+  flags: string[];
+  myself: boolean;
+  role: 'master' | 'replica' | 'unknown';
+  /** The master's id for a replica, else null. */
+  masterId: string | null;
+  pingSent: number;
+  pongReceived: number;
+  configEpoch: number;
+  linkState: 'connected' | 'disconnected';
+  fail: boolean;
+  pfail: boolean;
+  handshake: boolean;
+  noaddr: boolean;
+  slots: SlotRange[];
+  /** `[slot->-id]`: this node is migrating the slot to node id. */
+  migrating: { slot: number; to: string }[];
+  /** `[slot-<-id]`: this node is importing the slot from node id. */
+  importing: { slot: number; from: string }[];
+}
+
+export interface ReplicationInfo {
+  role: 'master' | 'replica';
+  masterHost?: string;
+  masterPort?: number;
+  masterLinkStatus?: 'up' | 'down';
+  connectedReplicas: number;
+}
+
+export interface LiveNode {
+  /** host:port as rcluster dialled it. */
+  address: string;
+  host: string;
+  port: number;
+  reachable: boolean;
+  /** Why the node could not be read, when it could not. */
+  error?: string;
+  clusterEnabled: boolean;
+  /** This node's own id (cluster-enabled only). */
+  id?: string;
+  /** This node's view of the cluster (cluster-enabled only). */
+  view: ClusterNodeEntry[];
+  clusterInfo: Record<string, string>;
+  replication?: ReplicationInfo;
+  /** Keys across all databases. */
+  keys: number;
+  redisVersion?: string;
+  /** For a node that does not answer: the cluster state saved in its cluster config file, if any. */
+  onDisk?: { path: string; view: ClusterNodeEntry[] };
+}
+
+export interface LiveCluster {
+  /** One entry per address rcluster looked at, in spec order, then any others discovered. */
+  nodes: LiveNode[];
+}

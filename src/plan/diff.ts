@@ -1,0 +1,250 @@
+import { PlanError } from '../errors.js';
+import type { ClusterNodeEntry, LiveCluster, LiveNode, SlotRange } from '../live/types.js';
+import type { DesiredCluster, DesiredNode } from '../spec/types.js';
+import { fingerprint } from './fingerprint.js';
+import { allocateRoles, type CurrentRoles, type Roles } from './roles.js';
+import { slotList, splitSlots, toRanges, SLOT_COUNT } from './slots.js';
+import type { NodeRole, Plan, Step } from './types.js';
+
+/**
+ * What a node will look like once the provisioning steps have run: its live view, or the view
+ * saved in its cluster config file, or a fresh node that knows only itself.
+ */
+interface NodeState {
+  node: DesiredNode;
+  provision?: string;
+  id?: string;
+  view: ClusterNodeEntry[];
+  keys: number;
+}
+
+/**
+ * diff(desired, live) -> Plan. Pure: the only inputs are the spec and what inspection read.
+ * Throws PlanError for what rcluster cannot do safely, before anything is touched.
+ */
+export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Date = new Date()): Plan {
+  const steps: Step[] = [];
+  const warnings: string[] = [];
+  const liveByAddress = new Map(live.nodes.map((n) => [n.address, n]));
+
+  const states = desired.nodes.map((node) => nodeState(desired, node, liveByAddress.get(node.address)));
+  for (const s of states) if (s.provision) steps.push({ kind: 'provision_node', node: s.node.address, reason: s.provision });
+
+  const resolve = addressResolver(states);
+  const anchor = pickAnchor(states);
+  const members = new Set(anchor.view.filter((e) => !e.handshake && !e.noaddr).map((e) => resolve(e, anchor)).filter((a): a is string => !!a));
+  members.add(anchor.node.address);
+  const anchorOwnsAny = anchor.view.some((e) => e.slots.length > 0);
+
+  checkOpenSlots(states);
+
+  // Membership: fresh nodes are met; a node that already knows others must already be ours.
+  const toMeet: NodeState[] = [];
+  for (const s of states) {
+    if (members.has(s.node.address)) continue;
+    const others = s.view.filter((e) => !e.myself && !e.handshake);
+    const ownsSlots = s.view.some((e) => e.myself && e.slots.length > 0);
+    if (others.some((e) => resolve(e, s) === anchor.node.address)) continue; // gossip still spreading
+    if (others.length > 0 || ownsSlots) {
+      throw new PlanError(
+        `${s.node.address} already belongs to another cluster (it knows ${others.length} other node(s)${ownsSlots ? ' and owns slots' : ''}); ` +
+          `rcluster will not merge clusters. Reset that node (CLUSTER RESET HARD) if it should join this one.`,
+      );
+    }
+    if (s.keys > 0) {
+      throw new PlanError(`${s.node.address} holds ${s.keys} key(s); rcluster will not join a node that has data. Move or flush its keys first.`);
+    }
+    toMeet.push(s);
+  }
+
+  const creating = !anchorOwnsAny && states.every((s) => isFresh(s));
+  const provisioning = steps.length > 0;
+
+  // Distinct epochs up front spare the cluster a round of epoch-collision resolution.
+  const epochs: Step[] = creating ? states.map((s, i) => ({ kind: 'set_config_epoch', node: s.node.address, epoch: i + 1 })) : [];
+
+  // A new cluster is met as a full mesh (small, and it joins in one handshake round instead of
+  // several gossip rounds); a node joining a running cluster is met by the anchor alone.
+  const meshLimit = 32;
+  const meets: Step[] = toMeet.map((s, i) => ({
+    kind: 'meet_node',
+    node: s.node.address,
+    via: creating && states.length <= meshLimit ? [anchor.node.address, ...toMeet.slice(0, i).map((m) => m.node.address)] : [anchor.node.address],
+  }));
+  const joinPending = toMeet.length > 0 || states.some((s) => s !== anchor && members.has(s.node.address) && !knowsAll(s, states, resolve));
+  const all = desired.nodes.map((n) => n.address);
+  const waitJoin: Step[] = joinPending || provisioning ? [{ kind: 'wait_join', nodes: all }] : [];
+
+  const owners = slotOwners(anchor, resolve);
+  const { roles, targets } = chooseRoles(desired, anchor, owners, resolve);
+  const addSlots: Step[] = [];
+  roles.masters.forEach((m, i) => {
+    const missing = slotList(targets[i] ?? []).filter((slot) => owners.get(slot) === undefined);
+    if (missing.length > 0) addSlots.push({ kind: 'add_slots', node: m, ranges: toRanges(missing) });
+  });
+  const waitOk: Step[] = addSlots.length > 0 || joinPending || provisioning ? [{ kind: 'wait_cluster_ok', nodes: all }] : [];
+
+  if (creating) {
+    // As redis-cli create does: slots first, while every master is alone, so that the MEET
+    // handshakes carry them and the cluster agrees as soon as it has joined.
+    steps.push(...addSlots, ...epochs, ...meets, ...waitJoin, ...waitOk);
+  } else {
+    steps.push(...meets, ...waitJoin, ...addSlots, ...waitOk);
+  }
+
+  const replicate: Step[] = [];
+  for (const [replica, master] of roles.replicaOf) {
+    const entry = findEntry(anchor, replica, resolve);
+    const masterEntry = findEntry(anchor, master, resolve);
+    if (entry && entry.role === 'replica' && masterEntry && entry.masterId === masterEntry.id) continue;
+    replicate.push({ kind: 'replicate', node: replica, master });
+  }
+  steps.push(...replicate);
+  if (replicate.length > 0) steps.push({ kind: 'wait_replication', replicas: replicate.map((s) => (s as { node: string }).node) });
+
+  for (const e of anchor.view) {
+    if (!resolve(e, anchor) && !e.handshake) {
+      warnings.push(`node ${e.id.slice(0, 8)} (${e.host}:${e.port}) is in the cluster but not in the spec; rcluster leaves it alone (removing nodes comes in a later version)`);
+    }
+  }
+  const short = desired.masters * (1 + desired.replicasPerMaster) - desired.nodes.length;
+  if (short > 0) warnings.push(`${short} replica(s) short: not every master will have ${desired.replicasPerMaster} replica(s)`);
+
+  const roleList: NodeRole[] = [
+    ...roles.masters.map((m, i): NodeRole => ({ node: m, role: 'master', slots: targets[i] ?? [] })),
+    ...[...roles.replicaOf].map(([node, master]): NodeRole => ({ node, role: 'replica', master })),
+  ];
+  return { formatVersion: 1, desired, fingerprint: fingerprint(live), roles: roleList, steps, warnings, createdAt: now.toISOString() };
+}
+
+function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | undefined): NodeState {
+  const base = { node, keys: live?.keys ?? 0 };
+  if (live?.reachable && live.clusterEnabled) return { ...base, id: live.id, view: live.view };
+  if (desired.connection === 'none') {
+    const why = live?.reachable ? 'it answers but cluster-enabled is off' : `it does not answer (${live?.error ?? 'not inspected'})`;
+    throw new PlanError(`${node.address}: ${why}; with connection: none rcluster manages topology only and cannot start or configure nodes`);
+  }
+  if (live?.reachable) {
+    throw new PlanError(
+      `${node.address} answers but is not a cluster-enabled node that rcluster started; stop that redis-server or choose another port`,
+    );
+  }
+  const saved = live?.onDisk?.view ?? [];
+  const me = saved.find((e) => e.myself);
+  return { ...base, provision: saved.length > 0 ? `not running (restarts with the state in ${live?.onDisk?.path})` : 'not running', id: me?.id, view: saved };
+}
+
+function isFresh(s: NodeState): boolean {
+  return s.view.every((e) => e.myself && e.slots.length === 0 && e.configEpoch === 0);
+}
+
+/** The node whose view the plan trusts: one that owns slots and knows the most nodes. */
+function pickAnchor(states: NodeState[]): NodeState {
+  const score = (s: NodeState) => (s.view.some((e) => e.myself && e.slots.length > 0) ? 1_000_000 : 0) + s.view.length;
+  return states.reduce((best, s) => (score(s) > score(best) ? s : best), states[0] as NodeState);
+}
+
+/** Maps a CLUSTER NODES entry, seen from `from`, to the spec address of that node (or undefined). */
+function addressResolver(states: NodeState[]) {
+  const byId = new Map<string, string>();
+  for (const s of states) if (s.id) byId.set(s.id, s.node.address);
+  const known = new Set(states.map((s) => s.node.address));
+  return (e: ClusterNodeEntry, from: NodeState): string | undefined => {
+    if (e.myself) return from.node.address;
+    const byIdHit = byId.get(e.id);
+    if (byIdHit) return byIdHit;
+    const a = `${e.host}:${e.port}`;
+    return known.has(a) ? a : undefined;
+  };
+}
+
+function findEntry(s: NodeState, address: string, resolve: ReturnType<typeof addressResolver>): ClusterNodeEntry | undefined {
+  return s.view.find((e) => resolve(e, s) === address);
+}
+
+function knowsAll(s: NodeState, states: NodeState[], resolve: ReturnType<typeof addressResolver>): boolean {
+  const seen = new Set(s.view.filter((e) => !e.handshake).map((e) => resolve(e, s)));
+  return states.every((o) => seen.has(o.node.address));
+}
+
+/** slot -> owner's spec address (or the owner's id when it is not in the spec). */
+function slotOwners(anchor: NodeState, resolve: ReturnType<typeof addressResolver>): Map<number, string> {
+  const owners = new Map<number, string>();
+  for (const e of anchor.view) {
+    const who = resolve(e, anchor) ?? e.id;
+    for (const r of e.slots) for (let s = r.start; s <= r.end; s++) owners.set(s, who);
+  }
+  return owners;
+}
+
+function checkOpenSlots(states: NodeState[]): void {
+  for (const s of states) {
+    const me = s.view.find((e) => e.myself);
+    const open = [...(me?.migrating ?? []).map((m) => `${m.slot} (migrating)`), ...(me?.importing ?? []).map((m) => `${m.slot} (importing)`)];
+    if (open.length > 0) {
+      throw new PlanError(
+        `${s.node.address} has open slots ${open.slice(0, 5).join(', ')}${open.length > 5 ? ', ...' : ''}: an interrupted slot migration. ` +
+          `Finishing migrations comes in a later version of rcluster; until then finish it with redis-cli --cluster fix.`,
+      );
+    }
+  }
+}
+
+/**
+ * Least change: a running cluster keeps its masters and replica links; an empty one gets
+ * redis-cli create's layout. A create interrupted half-way is finished, not started again.
+ */
+function chooseRoles(
+  desired: DesiredCluster,
+  anchor: NodeState,
+  owners: Map<number, string>,
+  resolve: ReturnType<typeof addressResolver>,
+): { roles: Roles; targets: SlotRange[][] } {
+  const nodes = desired.nodes.map((n) => ({ address: n.address, host: n.host }));
+  const weight = new Map(desired.nodes.map((n) => [n.address, n.weight]));
+  const fresh = allocateRoles(nodes, desired.masters, undefined);
+  const freshTargets = splitSlots(fresh.masters.map((m) => weight.get(m) ?? 1)).map((r) => [r]);
+
+  const liveMasters = new Map<string, SlotRange[]>();
+  const current: CurrentRoles = { masters: [], replicaOf: new Map() };
+  for (const e of anchor.view) {
+    const who = resolve(e, anchor);
+    if (e.role === 'master' && e.slots.length > 0) {
+      if (!who) {
+        throw new PlanError(`node ${e.id.slice(0, 8)} (${e.host}:${e.port}) owns slots but is not in the spec; removing masters comes in a later version of rcluster`);
+      }
+      liveMasters.set(who, e.slots);
+    }
+  }
+  if (liveMasters.size === 0) return { roles: fresh, targets: freshTargets };
+
+  const fitsFresh = [...liveMasters].every(([m, ranges]) => {
+    const i = fresh.masters.indexOf(m);
+    const t = freshTargets[i]?.[0];
+    return t !== undefined && ranges.every((r) => r.start >= t.start && r.end <= t.end);
+  });
+  if (owners.size < SLOT_COUNT && fitsFresh) return { roles: fresh, targets: freshTargets };
+
+  if (owners.size < SLOT_COUNT) {
+    throw new PlanError(
+      `${SLOT_COUNT - owners.size} slot(s) have no owner and the slot layout does not match the spec's; ` +
+        `rebalancing comes in a later version of rcluster (see rcluster status)`,
+    );
+  }
+  if (liveMasters.size !== desired.masters) {
+    throw new PlanError(
+      `the cluster has ${liveMasters.size} masters and the spec asks for ${desired.masters}; ` +
+        `changing the number of masters comes in a later version of rcluster`,
+    );
+  }
+  // Masters in slot order, so that display and targets line up with the live layout.
+  current.masters = [...liveMasters].sort((a, b) => (a[1][0]?.start ?? 0) - (b[1][0]?.start ?? 0)).map(([m]) => m);
+  const idToAddress = new Map(anchor.view.map((e) => [e.id, resolve(e, anchor)]));
+  for (const e of anchor.view) {
+    const who = resolve(e, anchor);
+    const master = e.masterId ? idToAddress.get(e.masterId) : undefined;
+    if (who && e.role === 'replica' && master) current.replicaOf.set(who, master);
+  }
+  const roles = allocateRoles(nodes, desired.masters, current);
+  return { roles, targets: roles.masters.map((m) => liveMasters.get(m) ?? []) };
+}

@@ -1,0 +1,31 @@
+import { readFile } from 'node:fs/promises';
+import { UsageError } from '../errors.js';
+import type { Plan } from './types.js';
+
+/** A saved plan is JSON: the spec as planned, the live fingerprint, and the steps. */
+export function serializePlan(plan: Plan): string {
+  return JSON.stringify({ rclusterPlan: true, ...plan }, null, 2) + '\n';
+}
+
+export function isPlanText(text: string): boolean {
+  return /^\s*\{\s*"rclusterPlan"\s*:\s*true/.test(text);
+}
+
+export async function readPlanFile(file: string): Promise<Plan> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  let parsed: Plan & { rclusterPlan?: boolean };
+  try {
+    parsed = JSON.parse(text) as Plan & { rclusterPlan?: boolean };
+  } catch {
+    throw new UsageError(`${file} is not a plan file written by rcluster plan --out (to apply a spec, use -f ${file})`);
+  }
+  if (!parsed.rclusterPlan) throw new UsageError(`${file} is not a plan file written by rcluster plan --out`);
+  if (parsed.formatVersion !== 1) throw new UsageError(`${file}: plan format ${String(parsed.formatVersion)} is not supported by this rcluster (expected 1)`);
+  const { rclusterPlan: _marker, ...plan } = parsed;
+  return plan;
+}

@@ -1,0 +1,48 @@
+import type { DesiredCluster } from '../spec/types.js';
+import type { SlotRange } from '../live/types.js';
+
+/**
+ * One change to a cluster. A closed union, named verb + noun, that grows with each capability;
+ * nodes are named by address ("host:port") because new nodes have no id until they run.
+ */
+export type Step =
+  /** Write the node's redis.conf and (re)start it with cluster-enabled; wait until it answers. */
+  | { kind: 'provision_node'; node: string; reason: string }
+  /** Give a fresh master a distinct config epoch before it meets anyone, as redis-cli create does. */
+  | { kind: 'set_config_epoch'; node: string; epoch: number }
+  /**
+   * CLUSTER MEET `node` from each node of `via`. Meeting more than one node at once lets the
+   * handshakes run in parallel instead of waiting for gossip to spread them.
+   */
+  | { kind: 'meet_node'; node: string; via: string[] }
+  /** Wait until every node knows every other node, with no handshake left. */
+  | { kind: 'wait_join'; nodes: string[] }
+  /** CLUSTER ADDSLOTSRANGE on a master for slots nobody owns. */
+  | { kind: 'add_slots'; node: string; ranges: SlotRange[] }
+  /** Wait until every node agrees on slot owners and reports cluster_state:ok. */
+  | { kind: 'wait_cluster_ok'; nodes: string[] }
+  /** CLUSTER REPLICATE: make `node` a replica of `master`. */
+  | { kind: 'replicate'; node: string; master: string }
+  /** Wait until each replica's INFO replication shows master_link_status:up. */
+  | { kind: 'wait_replication'; replicas: string[] };
+
+export type StepKind = Step['kind'];
+
+/** Where a step is shown in the human plan, and with which marker. */
+export type StepGroup = 'provision' | 'join' | 'slots' | 'replicas';
+
+/** The role the plan gives a node. */
+export type NodeRole = { node: string; role: 'master'; slots: SlotRange[] } | { node: string; role: 'replica'; master: string };
+
+export interface Plan {
+  formatVersion: 1;
+  /** The spec as it was planned; apply of a plan file uses it and nothing else. */
+  desired: DesiredCluster;
+  /** Hash of the live state the plan was computed from (the staleness check compares it). */
+  fingerprint: string;
+  /** The roles the spec leads to (for display and for later checks). */
+  roles: NodeRole[];
+  steps: Step[];
+  warnings: string[];
+  createdAt: string;
+}

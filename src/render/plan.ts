@@ -1,0 +1,56 @@
+import { formatRanges } from '../live/parse.js';
+import { slotsIn } from '../plan/slots.js';
+import type { Plan, StepGroup } from '../plan/types.js';
+import { describeStep, stepGroup, stepMarker } from './steps.js';
+
+const GROUP_TITLES: Record<StepGroup, string> = {
+  provision: 'Nodes',
+  join: 'Membership',
+  slots: 'Slots',
+  replicas: 'Replicas',
+};
+
+/** The human plan: steps grouped with +/~ markers, then a one-line summary. */
+export function renderPlan(plan: Plan): string {
+  const out: string[] = [];
+  for (const w of plan.warnings) out.push(`Warning: ${w}`);
+  if (plan.warnings.length > 0) out.push('');
+  if (plan.steps.length === 0) {
+    out.push(`No changes. Cluster "${plan.desired.name}" matches the spec (${plan.desired.nodes.length} nodes).`);
+    return out.join('\n') + '\n';
+  }
+  out.push(`rcluster will perform the following actions on cluster "${plan.desired.name}" (connection: ${plan.desired.connection}):`, '');
+  let group: StepGroup | undefined;
+  for (const step of plan.steps) {
+    const g = stepGroup(step.kind);
+    if (g !== group) {
+      if (group) out.push('');
+      out.push(`  ${GROUP_TITLES[g]}`);
+      group = g;
+    }
+    out.push(`    ${stepMarker(step.kind)} ${describeStep(step)}`);
+  }
+  out.push('', '  Resulting layout');
+  for (const r of plan.roles) {
+    if (r.role === 'master') out.push(`    M ${r.node}  slots ${formatRanges(r.slots)} (${slotsIn(r.slots)})`);
+  }
+  for (const r of plan.roles) {
+    if (r.role === 'replica') out.push(`    S ${r.node}  replica of ${r.master}`);
+  }
+  out.push('', summaryLine(plan));
+  return out.join('\n') + '\n';
+}
+
+export function summaryLine(plan: Plan): string {
+  const count = (k: string) => plan.steps.filter((s) => s.kind === k).length;
+  const slots = plan.steps.reduce((n, s) => n + (s.kind === 'add_slots' ? slotsIn(s.ranges) : 0), 0);
+  const parts = [
+    [count('provision_node'), 'node(s) to start'],
+    [count('meet_node'), 'to meet'],
+    [slots, 'slot(s) to assign'],
+    [count('replicate'), 'replica(s) to attach'],
+  ]
+    .filter(([n]) => (n as number) > 0)
+    .map(([n, what]) => `${n} ${what}`);
+  return `Plan: ${parts.length > 0 ? parts.join(', ') : `${plan.steps.length} step(s)`}.`;
+}

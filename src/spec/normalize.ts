@@ -1,0 +1,110 @@
+import { homedir } from 'node:os';
+import { isAbsolute, resolve } from 'node:path';
+import { parseAddress } from './address.js';
+import type { RawSpec, RawSsh } from './raw.js';
+import type { ConnectionKind, DesiredCluster, DesiredNode, NodeRedisSettings, RedisSettings, SshSettings } from './types.js';
+
+export const DEFAULT_SSH_PORT = 22;
+export const DEFAULT_KNOWN_HOSTS = '~/.ssh/known_hosts';
+export const DEFAULT_NODE_TIMEOUT = 5000;
+export const DEFAULT_REPLICAS_PER_MASTER = 1;
+
+/** Redis path defaults; for local they are relative to the spec file's directory. */
+export function defaultRedisPaths(connection: ConnectionKind, name: string): Omit<RedisSettings, 'nodeTimeout' | 'config'> {
+  if (connection === 'local') {
+    return {
+      configFile: `.rcluster/${name}/{port}/redis.conf`,
+      dataDir: `.rcluster/${name}/{port}`,
+      clusterConfigFile: 'nodes-{port}.conf',
+    };
+  }
+  return {
+    configFile: '/etc/redis/{port}.conf',
+    service: '/etc/init.d/redis_{port}',
+    dataDir: '/var/lib/redis/{port}',
+    clusterConfigFile: 'nodes-{port}.conf',
+  };
+}
+
+/** Applies defaults to a spec that has passed the schema and the semantic checks. */
+export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
+  const file = resolve(specFile);
+  const dir = resolve(file, '..');
+  const connection = raw.connection ?? 'ssh';
+  const replicasPerMaster = raw.replicasPerMaster ?? DEFAULT_REPLICAS_PER_MASTER;
+  const masters = raw.masters ?? Math.floor(raw.nodes.length / (replicasPerMaster + 1));
+
+  const clusterSsh: SshSettings = {
+    port: raw.ssh?.port ?? DEFAULT_SSH_PORT,
+    knownHostsFile: localPath(raw.ssh?.knownHostsFile ?? DEFAULT_KNOWN_HOSTS, dir),
+    hostKeyPolicy: raw.ssh?.hostKeyPolicy ?? 'strict',
+  };
+  if (raw.ssh?.user !== undefined) clusterSsh.user = raw.ssh.user;
+  if (raw.ssh?.identityFile !== undefined) clusterSsh.identityFile = localPath(raw.ssh.identityFile, dir);
+
+  const redis: RedisSettings = {
+    ...defaultRedisPaths(connection, raw.name),
+    ...pick(raw.redis, ['configFile', 'service', 'dataDir', 'clusterConfigFile']),
+    nodeTimeout: raw.redis?.nodeTimeout ?? DEFAULT_NODE_TIMEOUT,
+    config: normalizeConfig(raw.redis?.config ?? {}),
+  };
+
+  const nodes = raw.nodes.map((item): DesiredNode => {
+    const { host, port, weight, ssh } =
+      typeof item === 'string' ? { ...(parseAddress(item) as { host: string; port: number }), weight: undefined, ssh: undefined } : item;
+    return {
+      host,
+      port,
+      address: `${host}:${port}`,
+      weight: weight ?? 1,
+      ssh: mergeSsh(clusterSsh, ssh, dir),
+      redis: nodeRedis(redis, host, port, connection, dir),
+    };
+  });
+
+  return { name: raw.name, connection, replicasPerMaster, masters, nodes, source: { file, dir } };
+}
+
+function mergeSsh(base: SshSettings, override: RawSsh | undefined, dir: string): SshSettings {
+  const out: SshSettings = { ...base };
+  if (override?.user !== undefined) out.user = override.user;
+  if (override?.port !== undefined) out.port = override.port;
+  if (override?.identityFile !== undefined) out.identityFile = localPath(override.identityFile, dir);
+  return out;
+}
+
+function nodeRedis(redis: RedisSettings, host: string, port: number, connection: ConnectionKind, dir: string): NodeRedisSettings {
+  const fill = (p: string): string => p.replaceAll('{host}', host).replaceAll('{port}', String(port));
+  // Only local paths are on this machine; remote ones were checked to be absolute already.
+  const place = (p: string): string => (connection === 'local' ? localPath(fill(p), dir) : fill(p));
+  const out: NodeRedisSettings = {
+    configFile: place(redis.configFile),
+    dataDir: place(redis.dataDir),
+    // Relative to dataDir, as redis itself reads cluster-config-file; so not resolved here.
+    clusterConfigFile: fill(redis.clusterConfigFile),
+    nodeTimeout: redis.nodeTimeout,
+    config: { ...redis.config },
+  };
+  if (redis.service !== undefined) out.service = place(redis.service);
+  return out;
+}
+
+/** redis.conf wants yes/no, and every value ends up as text in the file anyway. */
+export function normalizeConfig(config: Record<string, string | number | boolean>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(config)) out[k] = typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v);
+  return out;
+}
+
+/** A path on this machine: `~` is the home directory, relative means relative to the spec file. */
+export function localPath(p: string, dir: string): string {
+  if (p === '~') return homedir();
+  if (p.startsWith('~/')) return resolve(homedir(), p.slice(2));
+  return isAbsolute(p) ? p : resolve(dir, p);
+}
+
+function pick<T extends object, K extends keyof T>(obj: T | undefined, keys: K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const k of keys) if (obj?.[k] !== undefined) out[k] = obj[k];
+  return out;
+}

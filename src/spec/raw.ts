@@ -1,0 +1,36 @@
+import type { ConnectionKind, HostKeyPolicy } from './types.js';
+
+/** cluster.yaml as written, once it has passed the schema (see schemas/cluster.schema.json). */
+export interface RawSpec {
+  name: string;
+  connection?: ConnectionKind;
+  ssh?: RawSsh & { knownHostsFile?: string; hostKeyPolicy?: HostKeyPolicy };
+  redis?: {
+    configFile?: string;
+    service?: string;
+    dataDir?: string;
+    clusterConfigFile?: string;
+    nodeTimeout?: number;
+    config?: Record<string, string | number | boolean>;
+  };
+  replicasPerMaster?: number;
+  masters?: number;
+  nodes: (string | RawNode)[];
+}
+
+export interface RawSsh {
+  user?: string;
+  port?: number;
+  identityFile?: string;
+}
+
+export interface RawNode {
+  host: string;
+  port: number;
+  weight?: number;
+  ssh?: RawSsh;
+}
+
+/** Path fields of `redis`, which take {host} and {port}. */
+export const REDIS_PATH_FIELDS = ['configFile', 'service', 'dataDir', 'clusterConfigFile'] as const;
+export type RedisPathField = (typeof REDIS_PATH_FIELDS)[number];

@@ -1,0 +1,62 @@
+/** The normalized form of cluster.yaml: what the operator asked for, with defaults applied. */
+
+export type ConnectionKind = 'ssh' | 'local' | 'none';
+export type HostKeyPolicy = 'strict' | 'accept-new';
+
+export interface SshSettings {
+  user?: string;
+  port: number;
+  identityFile?: string;
+  knownHostsFile: string;
+  hostKeyPolicy: HostKeyPolicy;
+}
+
+/** Redis settings as written in the spec; path fields may still hold {host} and {port}. */
+export interface RedisSettings {
+  configFile: string;
+  service?: string;
+  dataDir: string;
+  clusterConfigFile: string;
+  /** cluster-node-timeout, in milliseconds. */
+  nodeTimeout: number;
+  /** Extra redis.conf directives, directive name -> value. */
+  config: Record<string, string>;
+}
+
+/** Redis settings for one node, with {host} and {port} resolved (and, for local, made absolute). */
+export interface NodeRedisSettings extends RedisSettings {
+  service?: string;
+}
+
+export interface DesiredNode {
+  host: string;
+  port: number;
+  /** "host:port": the one name of a node everywhere in rcluster. */
+  address: string;
+  /** Relative share of slots when the node is a master. */
+  weight: number;
+  /** SSH settings after per-node overrides. */
+  ssh: SshSettings;
+  redis: NodeRedisSettings;
+}
+
+export interface DesiredCluster {
+  name: string;
+  connection: ConnectionKind;
+  replicasPerMaster: number;
+  masters: number;
+  nodes: DesiredNode[];
+  /** Absolute path of the spec file, and the directory relative paths resolve against. */
+  source: { file: string; dir: string };
+}
+
+export type Severity = 'error' | 'warning';
+
+/** One problem with a spec, positioned in its file (line and col are 1-based). */
+export interface Diagnostic {
+  file: string;
+  line: number;
+  col: number;
+  severity: Severity;
+  message: string;
+}
