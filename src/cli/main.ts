@@ -1,5 +1,5 @@
 import { Command, CommanderError, Option } from 'commander';
-import { RclusterError } from '../errors.js';
+import { RclusterError, SpecError } from '../errors.js';
 import { applyCommand, destroyCommand, EXIT_ERROR, planCommand, statusCommand, validateCommand } from './commands.js';
 import { processIo, type Io } from './io.js';
 
@@ -87,7 +87,8 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
   } catch (err) {
     if (err instanceof CommanderError) return err.exitCode === 0 ? 0 : EXIT_ERROR;
     if (err instanceof RclusterError) {
-      io.err(`Error: ${err.message}`);
+      // Spec errors keep the FILE:LINE:COL: shape at the start of each line, for editors and grep.
+      io.err(err instanceof SpecError ? err.message : `Error: ${err.message}`);
       return err.exitCode;
     }
     const e = err as Error;

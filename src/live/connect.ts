@@ -17,25 +17,40 @@ export function splitAddress(address: string): { host: string; port: number } {
  */
 export async function connectNode(address: string, opts: ConnectOptions = {}): Promise<Redis> {
   const { host, port } = splitAddress(address);
+  const timeoutMs = opts.connectTimeoutMs ?? 2000;
   const client = new Redis({
     host,
     port,
     lazyConnect: true,
-    connectTimeout: opts.connectTimeoutMs ?? 2000,
+    // Our own timer below: ioredis' connect timer outlives a refused connection and keeps
+    // the process alive for its full length.
+    connectTimeout: 0,
     commandTimeout: opts.commandTimeoutMs ?? 10_000,
+    // After a failed connect the stream never emits 'close', and this timer would hold the
+    // process open for its full length.
+    disconnectTimeout: 100,
     maxRetriesPerRequest: 0,
     enableOfflineQueue: false,
     enableReadyCheck: false,
     retryStrategy: () => null,
     reconnectOnError: () => false,
   });
-  // Errors surface through the rejected command; an unhandled 'error' event would only add noise.
-  client.on('error', () => {});
+  // connect() only says "Connection is closed."; the reason arrives as an 'error' event.
+  let reason: unknown;
+  client.on('error', (err) => (reason ??= err));
+  let timer: NodeJS.Timeout | undefined;
   try {
-    await client.connect();
+    await Promise.race([
+      client.connect(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(Object.assign(new Error(`connect timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
+      }),
+    ]);
   } catch (err) {
     client.disconnect();
-    throw err;
+    throw reason ?? err;
+  } finally {
+    clearTimeout(timer);
   }
   return client;
 }

@@ -1,5 +1,5 @@
 import { countSlots, formatRanges } from './parse.js';
-import type { LiveCluster, LiveNode } from './types.js';
+import type { ClusterNodeEntry, LiveCluster, LiveNode } from './types.js';
 import { SLOT_COUNT } from '../plan/slots.js';
 
 export interface ReplicaStatus {
@@ -45,7 +45,16 @@ export function clusterStatus(live: LiveCluster): ClusterStatus {
   const byId = new Map<string, LiveNode>();
   for (const n of reachable) if (n.id) byId.set(n.id, n);
   const anchor = [...reachable].sort((a, b) => b.view.filter((e) => e.slots.length > 0).length - a.view.filter((e) => e.slots.length > 0).length || b.view.length - a.view.length)[0];
-  const view = anchor?.view ?? [];
+  // Roles as each node reports itself: gossip tells the others a moment later.
+  const self = new Map<string, ClusterNodeEntry>();
+  for (const n of reachable) {
+    const me = n.view.find((e) => e.myself);
+    if (me) self.set(me.id, me);
+  }
+  const view = (anchor?.view ?? []).map((e) => {
+    const me = self.get(e.id);
+    return me ? { ...e, role: me.role, masterId: me.masterId } : e;
+  });
   const addressOf = (id: string, host: string, port: number) => byId.get(id)?.address ?? `${host}:${port}`;
 
   const masters: MasterStatus[] = view

@@ -3,6 +3,7 @@ import type { ClusterNodeEntry, LiveCluster, LiveNode, SlotRange } from '../live
 import type { DesiredCluster, DesiredNode } from '../spec/types.js';
 import { fingerprint } from './fingerprint.js';
 import { allocateRoles, type CurrentRoles, type Roles } from './roles.js';
+import { formatRanges } from '../live/parse.js';
 import { slotList, splitSlots, toRanges, SLOT_COUNT } from './slots.js';
 import type { NodeRole, Plan, Step } from './types.js';
 
@@ -34,30 +35,65 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const anchor = pickAnchor(states);
   const members = new Set(anchor.view.filter((e) => !e.handshake && !e.noaddr).map((e) => resolve(e, anchor)).filter((a): a is string => !!a));
   members.add(anchor.node.address);
-  const anchorOwnsAny = anchor.view.some((e) => e.slots.length > 0);
 
   checkOpenSlots(states);
+
+  // The layout a create from nothing gives; nodes alone with slots inside their share of it are
+  // what an interrupted create left behind, and are finished rather than refused.
+  const layout = freshLayout(desired);
+
+  // Keys are only safe in a node that already serves them in this cluster; anywhere else they
+  // would sit in slots the node does not own.
+  const clusterServesSlots = anchor.view.some((e) => e.slots.length > 0);
+  for (const s of states) {
+    if (s.keys > 0 && !(clusterServesSlots && members.has(s.node.address))) {
+      throw new PlanError(`${s.node.address} holds ${s.keys} key(s); rcluster will not join a node that has data. Move or flush its keys first.`);
+    }
+  }
+  const foreign = anchor.view.filter((e) => !e.handshake && !resolve(e, anchor));
+  if (!clusterServesSlots && foreign.length > 0) {
+    throw new PlanError(
+      `${anchor.node.address} already belongs to another cluster (it knows ${foreign.map((e) => `${e.host}:${e.port}`).join(', ')}, not in the spec); ` +
+        `rcluster will not merge clusters. Reset that node (CLUSTER RESET HARD) if it should join this one.`,
+    );
+  }
 
   // Membership: fresh nodes are met; a node that already knows others must already be ours.
   const toMeet: NodeState[] = [];
   for (const s of states) {
     if (members.has(s.node.address)) continue;
     const others = s.view.filter((e) => !e.myself && !e.handshake);
-    const ownsSlots = s.view.some((e) => e.myself && e.slots.length > 0);
+    const mySlots = s.view.find((e) => e.myself)?.slots ?? [];
     if (others.some((e) => resolve(e, s) === anchor.node.address)) continue; // gossip still spreading
-    if (others.length > 0 || ownsSlots) {
+    if (others.length > 0) {
       throw new PlanError(
-        `${s.node.address} already belongs to another cluster (it knows ${others.length} other node(s)${ownsSlots ? ' and owns slots' : ''}); ` +
+        `${s.node.address} already belongs to another cluster (it knows ${others.length} other node(s)); ` +
           `rcluster will not merge clusters. Reset that node (CLUSTER RESET HARD) if it should join this one.`,
       );
     }
-    if (s.keys > 0) {
-      throw new PlanError(`${s.node.address} holds ${s.keys} key(s); rcluster will not join a node that has data. Move or flush its keys first.`);
+    if (mySlots.length > 0 && !fitsLayout(layout, s.node.address, mySlots)) {
+      throw new PlanError(
+        `${s.node.address} is alone but owns slots ${formatRanges(mySlots)}, which the spec's layout does not give it; ` +
+          `rcluster will not join it. Reset that node (CLUSTER RESET HARD) if it should join this cluster.`,
+      );
     }
     toMeet.push(s);
   }
+  // Slots as claimed: the anchor's view, plus what nodes not yet met claim for themselves.
+  const claims = new Map<string, SlotRange[]>();
+  for (const e of anchor.view) {
+    if (e.slots.length === 0 || e.role !== 'master') continue;
+    const who = resolve(e, anchor);
+    if (!who) throw new PlanError(`node ${e.id.slice(0, 8)} (${e.host}:${e.port}) owns slots but is not in the spec; removing masters comes in a later version of rcluster`);
+    claims.set(who, e.slots);
+  }
+  for (const s of toMeet) {
+    const mySlots = s.view.find((e) => e.myself)?.slots ?? [];
+    if (mySlots.length > 0) claims.set(s.node.address, mySlots);
+  }
 
-  const creating = !anchorOwnsAny && states.every((s) => isFresh(s));
+  const creating =
+    states.every((s) => s.view.every((e) => e.myself && e.configEpoch === 0)) && [...claims].every(([a, ranges]) => fitsLayout(layout, a, ranges));
   const provisioning = steps.length > 0;
 
   // Distinct epochs up front spare the cluster a round of epoch-collision resolution.
@@ -75,8 +111,9 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const all = desired.nodes.map((n) => n.address);
   const waitJoin: Step[] = joinPending || provisioning ? [{ kind: 'wait_join', nodes: all }] : [];
 
-  const owners = slotOwners(anchor, resolve);
-  const { roles, targets } = chooseRoles(desired, anchor, owners, resolve);
+  const owners = new Map<number, string>();
+  for (const [who, ranges] of claims) for (const r of ranges) for (let slot = r.start; slot <= r.end; slot++) owners.set(slot, who);
+  const { roles, targets } = chooseRoles(desired, states, anchor, claims, owners.size, layout);
   const addSlots: Step[] = [];
   roles.masters.forEach((m, i) => {
     const missing = slotList(targets[i] ?? []).filter((slot) => owners.get(slot) === undefined);
@@ -93,10 +130,12 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   }
 
   const replicate: Step[] = [];
+  const stateOf = new Map(states.map((s) => [s.node.address, s]));
   for (const [replica, master] of roles.replicaOf) {
-    const entry = findEntry(anchor, replica, resolve);
-    const masterEntry = findEntry(anchor, master, resolve);
-    if (entry && entry.role === 'replica' && masterEntry && entry.masterId === masterEntry.id) continue;
+    // A node's own view is the truth about its role; other nodes learn it by gossip, later.
+    const me = stateOf.get(replica)?.view.find((e) => e.myself);
+    const masterId = stateOf.get(master)?.id;
+    if (me && me.role === 'replica' && masterId && me.masterId === masterId) continue;
     replicate.push({ kind: 'replicate', node: replica, master });
   }
   steps.push(...replicate);
@@ -134,10 +173,6 @@ function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | 
   return { ...base, provision: saved.length > 0 ? `not running (restarts with the state in ${live?.onDisk?.path})` : 'not running', id: me?.id, view: saved };
 }
 
-function isFresh(s: NodeState): boolean {
-  return s.view.every((e) => e.myself && e.slots.length === 0 && e.configEpoch === 0);
-}
-
 /** The node whose view the plan trusts: one that owns slots and knows the most nodes. */
 function pickAnchor(states: NodeState[]): NodeState {
   const score = (s: NodeState) => (s.view.some((e) => e.myself && e.slots.length > 0) ? 1_000_000 : 0) + s.view.length;
@@ -158,23 +193,9 @@ function addressResolver(states: NodeState[]) {
   };
 }
 
-function findEntry(s: NodeState, address: string, resolve: ReturnType<typeof addressResolver>): ClusterNodeEntry | undefined {
-  return s.view.find((e) => resolve(e, s) === address);
-}
-
 function knowsAll(s: NodeState, states: NodeState[], resolve: ReturnType<typeof addressResolver>): boolean {
   const seen = new Set(s.view.filter((e) => !e.handshake).map((e) => resolve(e, s)));
   return states.every((o) => seen.has(o.node.address));
-}
-
-/** slot -> owner's spec address (or the owner's id when it is not in the spec). */
-function slotOwners(anchor: NodeState, resolve: ReturnType<typeof addressResolver>): Map<number, string> {
-  const owners = new Map<number, string>();
-  for (const e of anchor.view) {
-    const who = resolve(e, anchor) ?? e.id;
-    for (const r of e.slots) for (let s = r.start; s <= r.end; s++) owners.set(s, who);
-  }
-  return owners;
 }
 
 function checkOpenSlots(states: NodeState[]): void {
@@ -190,61 +211,60 @@ function checkOpenSlots(states: NodeState[]): void {
   }
 }
 
+/** The layout of a create from nothing: redis-cli create's roles and contiguous slot ranges. */
+function freshLayout(desired: DesiredCluster): { roles: Roles; targets: SlotRange[][] } {
+  const nodes = desired.nodes.map((n) => ({ address: n.address, host: n.host }));
+  const weight = new Map(desired.nodes.map((n) => [n.address, n.weight]));
+  const roles = allocateRoles(nodes, desired.masters, undefined);
+  return { roles, targets: splitSlots(roles.masters.map((m) => weight.get(m) ?? 1)).map((r) => [r]) };
+}
+
+/** Whether `ranges` lie inside the share the fresh layout gives `address` as a master. */
+function fitsLayout(layout: { roles: Roles; targets: SlotRange[][] }, address: string, ranges: SlotRange[]): boolean {
+  const t = layout.targets[layout.roles.masters.indexOf(address)]?.[0];
+  return t !== undefined && ranges.every((r) => r.start >= t.start && r.end <= t.end);
+}
+
 /**
  * Least change: a running cluster keeps its masters and replica links; an empty one gets
  * redis-cli create's layout. A create interrupted half-way is finished, not started again.
  */
 function chooseRoles(
   desired: DesiredCluster,
+  states: NodeState[],
   anchor: NodeState,
-  owners: Map<number, string>,
-  resolve: ReturnType<typeof addressResolver>,
+  claims: Map<string, SlotRange[]>,
+  covered: number,
+  layout: { roles: Roles; targets: SlotRange[][] },
 ): { roles: Roles; targets: SlotRange[][] } {
-  const nodes = desired.nodes.map((n) => ({ address: n.address, host: n.host }));
-  const weight = new Map(desired.nodes.map((n) => [n.address, n.weight]));
-  const fresh = allocateRoles(nodes, desired.masters, undefined);
-  const freshTargets = splitSlots(fresh.masters.map((m) => weight.get(m) ?? 1)).map((r) => [r]);
-
-  const liveMasters = new Map<string, SlotRange[]>();
-  const current: CurrentRoles = { masters: [], replicaOf: new Map() };
-  for (const e of anchor.view) {
-    const who = resolve(e, anchor);
-    if (e.role === 'master' && e.slots.length > 0) {
-      if (!who) {
-        throw new PlanError(`node ${e.id.slice(0, 8)} (${e.host}:${e.port}) owns slots but is not in the spec; removing masters comes in a later version of rcluster`);
-      }
-      liveMasters.set(who, e.slots);
-    }
-  }
-  if (liveMasters.size === 0) return { roles: fresh, targets: freshTargets };
-
-  const fitsFresh = [...liveMasters].every(([m, ranges]) => {
-    const i = fresh.masters.indexOf(m);
-    const t = freshTargets[i]?.[0];
-    return t !== undefined && ranges.every((r) => r.start >= t.start && r.end <= t.end);
-  });
-  if (owners.size < SLOT_COUNT && fitsFresh) return { roles: fresh, targets: freshTargets };
-
-  if (owners.size < SLOT_COUNT) {
+  if (claims.size === 0) return layout;
+  const fits = [...claims].every(([m, ranges]) => fitsLayout(layout, m, ranges));
+  if (covered < SLOT_COUNT && fits) return layout;
+  if (covered < SLOT_COUNT) {
     throw new PlanError(
-      `${SLOT_COUNT - owners.size} slot(s) have no owner and the slot layout does not match the spec's; ` +
+      `${SLOT_COUNT - covered} slot(s) have no owner and the slot layout does not match the spec's; ` +
         `rebalancing comes in a later version of rcluster (see rcluster status)`,
     );
   }
-  if (liveMasters.size !== desired.masters) {
+  if (claims.size !== desired.masters) {
     throw new PlanError(
-      `the cluster has ${liveMasters.size} masters and the spec asks for ${desired.masters}; ` +
+      `the cluster has ${claims.size} masters and the spec asks for ${desired.masters}; ` +
         `changing the number of masters comes in a later version of rcluster`,
     );
   }
-  // Masters in slot order, so that display and targets line up with the live layout.
-  current.masters = [...liveMasters].sort((a, b) => (a[1][0]?.start ?? 0) - (b[1][0]?.start ?? 0)).map(([m]) => m);
-  const idToAddress = new Map(anchor.view.map((e) => [e.id, resolve(e, anchor)]));
-  for (const e of anchor.view) {
-    const who = resolve(e, anchor);
-    const master = e.masterId ? idToAddress.get(e.masterId) : undefined;
-    if (who && e.role === 'replica' && master) current.replicaOf.set(who, master);
+  const current: CurrentRoles = {
+    // Masters in slot order, so that display lines up with the live layout.
+    masters: [...claims].sort((a, b) => (a[1][0]?.start ?? 0) - (b[1][0]?.start ?? 0)).map(([m]) => m),
+    replicaOf: new Map(),
+  };
+  const resolveId = new Map(states.filter((s) => s.id).map((s) => [s.id as string, s.node.address]));
+  for (const e of anchor.view) if (!resolveId.has(e.id) && e.host) resolveId.set(e.id, `${e.host}:${e.port}`);
+  for (const s of states) {
+    const me = s.view.find((e) => e.myself);
+    const master = me?.masterId ? resolveId.get(me.masterId) : undefined;
+    if (me?.role === 'replica' && master) current.replicaOf.set(s.node.address, master);
   }
+  const nodes = desired.nodes.map((n) => ({ address: n.address, host: n.host }));
   const roles = allocateRoles(nodes, desired.masters, current);
-  return { roles, targets: roles.masters.map((m) => liveMasters.get(m) ?? []) };
+  return { roles, targets: roles.masters.map((m) => claims.get(m) ?? []) };
 }

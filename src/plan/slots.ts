@@ -4,19 +4,26 @@ export const SLOT_COUNT = 16384;
 
 /**
  * Contiguous ranges, one per weight, covering 0..16383 exactly once. With equal weights this is
- * redis-cli create's split: 3 masters -> 0-5460, 5461-10922, 10923-16383.
+ * redis-cli create's split: 3 masters -> 0-5460, 5461-10922, 10923-16383. Every weight gets at
+ * least one slot: a master without slots would not count as one.
  */
 export function splitSlots(weights: number[]): SlotRange[] {
-  if (weights.length === 0) return [];
-  const total = weights.reduce((a, b) => a + b, 0);
+  const n = weights.length;
+  if (n === 0) return [];
+  // Scaled by the largest weight first, so that huge weights cannot overflow the sum.
+  const max = Math.max(...weights);
+  const scaled = weights.map((w) => w / max);
+  const total = scaled.reduce((a, b) => a + b, 0);
   const ranges: SlotRange[] = [];
   let start = 0;
   let cumulative = 0;
-  weights.forEach((w, i) => {
+  scaled.forEach((w, i) => {
     cumulative += w;
-    const end = i === weights.length - 1 ? SLOT_COUNT - 1 : Math.round((SLOT_COUNT * cumulative) / total) - 1;
-    ranges.push({ start, end: Math.max(start - 1, end) });
-    start = Math.max(start, end + 1);
+    const ideal = i === n - 1 ? SLOT_COUNT : Math.round((SLOT_COUNT * cumulative) / total);
+    // At least one slot here, and one left for each weight still to come.
+    const end = Math.min(Math.max(ideal, start + 1), SLOT_COUNT - (n - 1 - i)) - 1;
+    ranges.push({ start, end });
+    start = end + 1;
   });
   return ranges;
 }

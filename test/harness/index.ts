@@ -1,0 +1,587 @@
+/**
+ * Multi-host test harness for end-to-end tests.
+ *
+ * Test host N (2..254, normally 51..58) is the loopback address 127.0.0.N with
+ *  - its own sshd on 127.0.0.N:22, started as `unshare -m --propagation private` +
+ *    bind mounts of per-host directories over /etc/redis, /etc/init.d, /var/lib/redis,
+ *    /var/run (= /run) and /var/log, so commands run over SSH see only that host's files;
+ *  - /etc/init.d/redis_6379 (start|stop|restart|status) and a fresh /etc/redis/6379.conf;
+ *  - a standalone redis on 127.0.0.N:6379 started through that init script.
+ *
+ * Only 127.0.0.0/8 addresses are ever contacted. See test/e2e/harness.test.ts for usage.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { accessSync, constants as fsc, existsSync, readdirSync, readFileSync, realpathSync, rmdirSync, statSync } from 'node:fs';
+import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { basename, dirname, join, posix, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BOOT_SCRIPT, initScript, redisConf, sshdConfig } from './files.js';
+import { cmdline, hostPids, isAlive, kill, killUntilGone, killUntilGoneSync, mntNs, OWN_MNT_NS, startTime } from './procs.js';
+
+export interface TestHost {
+  n: number;
+  /** 127.0.0.N */
+  address: string;
+  /** The per-host directory on the real filesystem. */
+  root: string;
+  /** Maps a host path such as /etc/redis/6379.conf to the real file behind it. */
+  path(p: string): string;
+}
+
+export interface ExecResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Harness {
+  hosts: TestHost[];
+  /** The harness state dir (removed by stop()). */
+  root: string;
+  /** Private key of the test client (ed25519, no passphrase); user is root. */
+  identityFile: string;
+  /** Public key line of the test client. */
+  clientPublicKey: string;
+  /** known_hosts with every host's key as of startHarness: `127.0.0.N ssh-ed25519 AAAA...`. */
+  knownHostsFile: string;
+  /** The host's current public key: `ssh-ed25519 AAAA...` (no comment). */
+  hostPublicKey(n: number): string;
+  /** The host's current public key blob (what ssh2's hostVerifier receives). */
+  hostKeyBlob(n: number): Buffer;
+  /** Power off: SIGKILL the host's sshd and every process in its mount namespace (redis
+   *  included). With graceful, `/etc/init.d/redis_6379 stop` runs first. */
+  stopHost(n: number, opts?: { graceful?: boolean }): Promise<void>;
+  /** Boot: /var/run emptied, sshd answering, redis started via the init script with the
+   *  current conf. No-op when the host is up. */
+  startHost(n: number): Promise<void>;
+  /** Give host n a new host key; a running sshd is reloaded (SIGHUP) and the call returns
+   *  once it serves the new key. knownHostsFile is left alone (like a client's would be)
+   *  unless updateKnownHosts. */
+  rotateHostKey(n: number, opts?: { updateKnownHosts?: boolean }): Promise<void>;
+  /** Rewrite knownHostsFile from the hosts' current keys. */
+  writeKnownHosts(): Promise<void>;
+  isUp(n: number): boolean;
+  /** Run `sh -c command` inside host n's mount namespace (nsenter -t <pid> -m). */
+  exec(n: number, command: string, opts?: { timeoutMs?: number }): Promise<ExecResult>;
+  /** Stop everything started, and remove the state dir. Idempotent. */
+  stop(): Promise<void>;
+}
+
+export interface HarnessOptions {
+  hosts: number[];
+  /** State dir; default /tmp/rcluster-harness/<hosts joined by '-'>. Removed by stop(). */
+  root?: string;
+}
+
+const MARKER = '.rcluster-harness';
+const DEFAULT_PARENT = '/tmp/rcluster-harness';
+const SSHD = '/usr/sbin/sshd';
+const WATCHDOG = fileURLToPath(new URL('./watchdog.mjs', import.meta.url));
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------------------
+// availability
+
+function which(cmd: string): string | null {
+  for (const dir of (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':').concat(['/usr/sbin', '/sbin'])) {
+    if (!dir) continue;
+    const p = join(dir, cmd);
+    try {
+      accessSync(p, fsc.X_OK);
+      if (statSync(p).isFile()) return p;
+    } catch {
+      /* next */
+    }
+  }
+  return null;
+}
+
+interface Tools {
+  redisServer: string;
+  redisCli: string;
+  unshare: string;
+  nsenter: string;
+  sshKeygen: string;
+  sshKeyscan: string;
+}
+
+function findTools(): Tools | string {
+  if (process.platform !== 'linux') return `needs Linux (platform is ${process.platform})`;
+  if (process.getuid?.() !== 0) return `needs root (uid is ${process.getuid?.()})`;
+  try {
+    accessSync(SSHD, fsc.X_OK);
+  } catch {
+    return `${SSHD} not found`;
+  }
+  const t: Partial<Tools> = {};
+  const names: [keyof Tools, string][] = [
+    ['redisServer', 'redis-server'],
+    ['redisCli', 'redis-cli'],
+    ['unshare', 'unshare'],
+    ['nsenter', 'nsenter'],
+    ['sshKeygen', 'ssh-keygen'],
+    ['sshKeyscan', 'ssh-keyscan'],
+  ];
+  for (const [k, name] of names) {
+    const p = which(name);
+    if (!p) return `${name} not found on PATH`;
+    t[k] = p;
+  }
+  return t as Tools;
+}
+
+let unshareChecked: string | null | undefined;
+
+export function harnessAvailable(): { ok: true } | { ok: false; why: string } {
+  const tools = findTools();
+  if (typeof tools === 'string') return { ok: false, why: tools };
+  if (unshareChecked === undefined) {
+    const r = spawnSync(tools.unshare, ['-m', '--propagation', 'private', 'true'], { encoding: 'utf8', timeout: 10_000 });
+    unshareChecked = r.status === 0 ? null : `unshare -m does not work here: ${(r.stderr || r.error?.message || '').trim()}`;
+  }
+  if (unshareChecked) return { ok: false, why: unshareChecked };
+  return { ok: true };
+}
+
+// ---------------------------------------------------------------------------------------
+// small process utilities
+
+function run(file: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<ExecResult> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(file, args, { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'], env: opts.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    let timer: NodeJS.Timeout | undefined;
+    if (opts.timeoutMs) {
+      timer = setTimeout(() => {
+        child.kill('SIGKILL');
+        stderr += `\n[harness] killed after ${opts.timeoutMs} ms`;
+      }, opts.timeoutMs);
+    }
+    child.on('error', (e) => {
+      if (timer) clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer);
+      resolvePromise({ code: code ?? 128 + (signal ? (osSignal(signal) ?? 0) : 0), stdout, stderr });
+    });
+  });
+}
+
+function osSignal(s: NodeJS.Signals): number | undefined {
+  const map: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGTERM: 15 };
+  return map[s];
+}
+
+async function mustRun(file: string, args: string[]): Promise<ExecResult> {
+  const r = await run(file, args, { timeoutMs: 30_000 });
+  if (r.code !== 0) throw new Error(`${file} ${args.join(' ')} failed (${r.code}): ${r.stderr || r.stdout}`);
+  return r;
+}
+
+/** Resolves when `address:port` accepts a TCP connection and (if `expect`) sends data starting with it. */
+function probe(address: string, port: number, opts: { expect?: string; send?: string } = {}): Promise<boolean> {
+  return new Promise((res) => {
+    const s = connect({ host: address, port });
+    let buf = '';
+    const done = (ok: boolean) => {
+      clearTimeout(t);
+      s.destroy();
+      res(ok);
+    };
+    const t = setTimeout(() => done(false), 1_000);
+    s.on('connect', () => {
+      if (!opts.expect) return done(true);
+      if (opts.send) s.write(opts.send);
+    });
+    s.on('data', (d) => {
+      buf += d.toString('latin1');
+      if (opts.expect && buf.length >= opts.expect.length) done(buf.startsWith(opts.expect) || (opts.expect === '+PONG' && buf.startsWith('-')));
+    });
+    s.on('error', () => done(false));
+    s.on('close', () => done(false));
+  });
+}
+
+async function waitFor(what: string, cond: () => Promise<boolean>, opts: { timeoutMs?: number; abort?: () => string | null } = {}): Promise<void> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+  for (;;) {
+    const why = opts.abort?.();
+    if (why) throw new Error(`${what}: ${why}`);
+    if (await cond()) return;
+    if (Date.now() > deadline) throw new Error(`${what}: timed out after ${opts.timeoutMs ?? 10_000} ms`);
+    await sleep(15);
+  }
+}
+
+function tail(file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+function parentPid(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
+  }
+}
+
+function keyLine(pub: string): string {
+  const [type, blob] = pub.trim().split(/\s+/);
+  if (!type || !blob) throw new Error(`bad public key: ${pub}`);
+  return `${type} ${blob}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// state dir: leftovers of crashed runs
+
+interface StateFile {
+  ownerPid: number;
+  ownerStart: string | null;
+  hosts: number[];
+  watchdogPid?: number;
+}
+
+function readState(dir: string): StateFile | null {
+  try {
+    return JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as StateFile;
+  } catch {
+    return null;
+  }
+}
+
+function ownerAlive(s: StateFile): boolean {
+  return s.ownerPid !== process.pid && isAlive(s.ownerPid) && startTime(s.ownerPid) === s.ownerStart;
+}
+
+function hostNumbersIn(dir: string): number[] {
+  try {
+    return readdirSync(join(dir, 'hosts'))
+      .filter((d) => /^\d+$/.test(d))
+      .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Kill everything a (dead) harness at `dir` left behind and remove the dir. */
+async function cleanStateDir(dir: string): Promise<void> {
+  const state = readState(dir);
+  if (state?.watchdogPid && cmdline(state.watchdogPid).includes(WATCHDOG)) kill(state.watchdogPid, 'SIGKILL');
+  for (const n of hostNumbersIn(dir)) {
+    const hostDir = join(dir, 'hosts', String(n));
+    await killUntilGone(() => hostPids(hostDir, n), `leftovers of host ${n} in ${dir}`);
+    // an sshd that somehow escaped its namespace: only if its command line names our config
+    try {
+      const pid = Number(readFileSync(join(hostDir, 'sshd.pid'), 'utf8').trim());
+      if (pid > 1 && cmdline(pid).includes(join(hostDir, 'ssh', 'sshd_config'))) kill(pid, 'SIGKILL');
+    } catch {
+      /* no pidfile */
+    }
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function prepareRoot(root: string, hosts: number[]): Promise<void> {
+  if (existsSync(root)) {
+    if (!existsSync(join(root, MARKER)) && readdirSync(root).length > 0) {
+      throw new Error(`harness root ${root} exists, is not empty and is not a harness state dir: refusing to delete it`);
+    }
+  }
+  // The same root, or another state dir beside it using some of our hosts.
+  const parent = dirname(root);
+  const candidates = new Set<string>([root]);
+  try {
+    for (const d of readdirSync(parent)) {
+      const p = join(parent, d);
+      if (existsSync(join(p, MARKER))) candidates.add(p);
+    }
+  } catch {
+    /* parent does not exist yet */
+  }
+  for (const dir of candidates) {
+    if (!existsSync(dir)) continue;
+    const state = readState(dir);
+    const used = state?.hosts ?? hostNumbersIn(dir);
+    const overlap = used.filter((n) => hosts.includes(n));
+    if (dir !== root && overlap.length === 0) continue;
+    if (state && ownerAlive(state)) {
+      throw new Error(`harness state dir ${dir} belongs to live process ${state.ownerPid} (${cmdline(state.ownerPid)}) using hosts ${used.join(',')}`);
+    }
+    await cleanStateDir(dir);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// hosts
+
+interface HostState extends TestHost {
+  dir: string;
+  pub: string;
+  child?: ChildProcess;
+  pid?: number;
+  ns?: string;
+  exited?: Promise<void>;
+  booting?: Promise<void>;
+}
+
+const HOST_DIRS: [string, string][] = [
+  ['/etc/redis', 'etc-redis'],
+  ['/etc/init.d', 'etc-init.d'],
+  ['/var/lib/redis', 'var-lib-redis'],
+  ['/var/run', 'run'],
+  ['/run', 'run'],
+  ['/var/log', 'var-log'],
+];
+
+function makeHost(root: string, n: number): HostState {
+  const dir = join(root, 'hosts', String(n));
+  return {
+    n,
+    address: `127.0.0.${n}`,
+    root: dir,
+    dir,
+    pub: '',
+    path(p: string): string {
+      if (!p.startsWith('/')) throw new Error(`host path must be absolute: ${p}`);
+      const norm = posix.normalize(p);
+      for (const [hostPath, sub] of HOST_DIRS) {
+        if (norm === hostPath || norm.startsWith(hostPath + '/')) return join(dir, sub, norm.slice(hostPath.length));
+      }
+      throw new Error(`${p} is not a per-host path (per-host: ${HOST_DIRS.map(([h]) => h).join(', ')})`);
+    },
+  };
+}
+
+export async function startHarness(opts: HarnessOptions): Promise<Harness> {
+  const avail = harnessAvailable();
+  if (!avail.ok) throw new Error(`test harness unavailable: ${avail.why}`);
+  const tools = findTools() as Tools;
+
+  const nums = [...new Set(opts.hosts)].sort((a, b) => a - b);
+  if (nums.length === 0) throw new Error('startHarness: no hosts');
+  for (const n of nums) {
+    if (!Number.isInteger(n) || n < 2 || n > 254) throw new Error(`test host number must be an integer in 2..254 (127.0.0.1 is shared), got ${n}`);
+  }
+  const rootArg = resolve(opts.root ?? join(DEFAULT_PARENT, nums.join('-')));
+  if (rootArg.split('/').filter(Boolean).length < 2) throw new Error(`harness root too close to /: ${rootArg}`);
+  await mkdir(dirname(rootArg), { recursive: true });
+  const root = join(realpathSync(dirname(rootArg)), basename(rootArg));
+
+  await prepareRoot(root, nums);
+  await mkdir(root, { recursive: true });
+  await writeFile(join(root, MARKER), 'rcluster test harness state dir; removed by Harness.stop()\n');
+  const state: StateFile = { ownerPid: process.pid, ownerStart: startTime(process.pid), hosts: nums };
+  await writeFile(join(root, 'state.json'), JSON.stringify(state));
+
+  const hosts = new Map<number, HostState>(nums.map((n) => [n, makeHost(root, n)]));
+  const clientDir = join(root, 'client');
+  const identityFile = join(clientDir, 'id_ed25519');
+  const authorizedKeys = join(clientDir, 'authorized_keys');
+  const knownHostsFile = join(root, 'known_hosts');
+  let stopped = false;
+  let watchdog: ChildProcess | undefined;
+
+  const killAllSync = () => {
+    for (const h of hosts.values()) killUntilGoneSync(() => hostPids(h.dir, h.n));
+  };
+  const onExit = () => killAllSync();
+
+  const get = (n: number): HostState => {
+    const h = hosts.get(n);
+    if (!h) throw new Error(`host ${n} is not part of this harness (hosts: ${nums.join(', ')})`);
+    return h;
+  };
+
+  const writeKnownHosts = async () => {
+    const lines = [...hosts.values()].map((h) => `${h.address} ${keyLine(h.pub)}`);
+    await writeFile(knownHostsFile, lines.join('\n') + '\n');
+  };
+
+  const genKey = async (file: string, comment: string): Promise<string> => {
+    await rm(file, { force: true });
+    await rm(`${file}.pub`, { force: true });
+    await mustRun(tools.sshKeygen, ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file]);
+    return (await readFile(`${file}.pub`, 'utf8')).trim();
+  };
+
+  const hostKeyFile = (h: HostState) => join(h.dir, 'ssh', 'ssh_host_ed25519_key');
+
+  const setupHost = async (h: HostState) => {
+    for (const sub of ['etc-redis', 'etc-init.d', 'var-lib-redis/6379', 'run/sshd', 'var-log', 'ssh']) {
+      await mkdir(join(h.dir, sub), { recursive: true, mode: 0o755 });
+    }
+    await chmod(join(h.dir, 'run', 'sshd'), 0o755);
+    h.pub = await genKey(hostKeyFile(h), `rcluster-harness-host-${h.n}`);
+    await writeFile(
+      join(h.dir, 'ssh', 'sshd_config'),
+      sshdConfig({ address: h.address, hostKeyFile: hostKeyFile(h), pidFile: join(h.dir, 'sshd.pid'), authorizedKeysFile: authorizedKeys }),
+    );
+    await writeFile(h.path('/etc/redis/6379.conf'), redisConf(h.address));
+    await writeFile(h.path('/etc/init.d/redis_6379'), initScript(tools.redisServer, tools.redisCli), { mode: 0o755 });
+    await chmod(h.path('/etc/init.d/redis_6379'), 0o755);
+  };
+
+  /** A pid inside the host's namespace to nsenter: the sshd, or any survivor. */
+  const anchor = (h: HostState): number | null => {
+    if (h.pid && h.ns && mntNs(h.pid) === h.ns) return h.pid;
+    return hostPids(h.dir, h.n)[0] ?? null;
+  };
+
+  const exec = async (n: number, command: string, o: { timeoutMs?: number } = {}): Promise<ExecResult> => {
+    const h = get(n);
+    const pid = anchor(h);
+    if (pid === null) throw new Error(`host ${n} is down (no process in its namespace)`);
+    return run(tools.nsenter, ['-t', String(pid), '-m', '--', '/bin/sh', '-c', command], o.timeoutMs ? { timeoutMs: o.timeoutMs } : {});
+  };
+
+  const isUp = (n: number) => anchor(get(n)) !== null;
+
+  const bootHost = async (h: HostState) => {
+    if (anchor(h) !== null) return;
+    // A reboot empties /run: stale pidfiles must not survive (keep sshd's privsep dir).
+    const runDir = join(h.dir, 'run');
+    for (const f of readdirSync(runDir)) if (f !== 'sshd') await rm(join(runDir, f), { recursive: true, force: true });
+    const sshdLog = join(h.dir, 'sshd.log');
+    const bootLog = join(h.dir, 'boot.log');
+    const child = spawn(tools.unshare, ['-m', '--propagation', 'private', '--', '/bin/sh', '-c', BOOT_SCRIPT, 'boot', h.dir, SSHD], {
+      cwd: '/',
+      stdio: 'ignore',
+    });
+    child.unref();
+    h.child = child;
+    h.pid = child.pid;
+    h.ns = undefined;
+    h.exited = new Promise<void>((r) => child.once('exit', () => r()));
+    const spawnError = new Promise<Error>((r) => child.once('error', r));
+    let err: Error | undefined;
+    void spawnError.then((e) => (err = e));
+    const failed = () => {
+      if (err) return `spawn failed: ${err.message}`;
+      if (child.exitCode !== null || child.signalCode !== null) {
+        return `sshd exited (${child.exitCode ?? child.signalCode}).\nboot.log:\n${tail(bootLog)}\nsshd.log:\n${tail(sshdLog)}`;
+      }
+      return null;
+    };
+    await waitFor(`host ${h.n}: sshd on ${h.address}:22`, () => probe(h.address, 22, { expect: 'SSH-' }), { abort: failed });
+    const ns = child.pid ? mntNs(child.pid) : null;
+    if (!ns || ns === OWN_MNT_NS) throw new Error(`host ${h.n}: sshd (pid ${child.pid}) is not in its own mount namespace (${ns})`);
+    h.ns = ns;
+    const r = await exec(h.n, '/etc/init.d/redis_6379 start', { timeoutMs: 30_000 });
+    if (r.code !== 0) {
+      throw new Error(`host ${h.n}: /etc/init.d/redis_6379 start failed (${r.code}): ${r.stdout}${r.stderr}\n${tail(h.path('/var/log/redis_6379.log'))}`);
+    }
+    const port = Number(/^port\s+(\d+)/m.exec(await readFile(h.path('/etc/redis/6379.conf'), 'utf8'))?.[1] ?? 6379);
+    await waitFor(`host ${h.n}: redis on ${h.address}:${port}`, () => probe(h.address, port, { send: 'PING\r\n', expect: '+PONG' }));
+  };
+
+  const stopHost = async (n: number, o: { graceful?: boolean } = {}) => {
+    const h = get(n);
+    if (o.graceful && anchor(h) !== null) {
+      await exec(n, '/etc/init.d/redis_6379 stop', { timeoutMs: 60_000 }).catch(() => undefined);
+    }
+    // Children of the sshd first, so that the still-running sshd reaps them (killed
+    // together they would become zombies of pid 1 until it gets round to reaping them).
+    const keep = h.pid && h.ns && mntNs(h.pid) === h.ns ? h.pid : undefined;
+    if (keep) {
+      const others = hostPids(h.dir, h.n).filter((p) => p !== keep);
+      for (const p of others) kill(p, 'SIGKILL');
+      const deadline = Date.now() + 500;
+      while (others.some((p) => existsSync(`/proc/${p}`) && parentPid(p) === keep) && Date.now() < deadline) await sleep(5);
+    }
+    await killUntilGone(() => hostPids(h.dir, h.n), `stopping host ${n}`);
+    if (h.exited) await Promise.race([h.exited, sleep(5_000)]);
+    h.child = undefined;
+    h.pid = undefined;
+    h.ns = undefined;
+  };
+
+  const rotateHostKey = async (n: number, o: { updateKnownHosts?: boolean } = {}) => {
+    const h = get(n);
+    const file = hostKeyFile(h);
+    const tmp = `${file}.new`;
+    const pub = await genKey(tmp, `rcluster-harness-host-${n}`);
+    await rename(`${tmp}.pub`, `${file}.pub`);
+    await rename(tmp, file);
+    h.pub = pub;
+    if (o.updateKnownHosts) await writeKnownHosts();
+    const pid = anchor(h);
+    if (pid === null || pid !== h.pid) return; // down: the next boot uses the new key
+    kill(pid, 'SIGHUP'); // sshd re-execs itself with the same pid and re-reads its keys
+    const want = keyLine(pub);
+    await waitFor(`host ${n}: sshd serving the new host key`, async () => {
+      const r = await run(tools.sshKeyscan, ['-T', '2', '-t', 'ed25519', h.address], { timeoutMs: 5_000 });
+      return r.stdout.split('\n').some((l) => l.trim() === `${h.address} ${want}`);
+    });
+  };
+
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    if (watchdog?.pid) kill(watchdog.pid, 'SIGKILL');
+    const errors: unknown[] = [];
+    await Promise.all(nums.map((n) => stopHost(n).catch((e: unknown) => errors.push(e))));
+    process.off('exit', onExit);
+    await rm(root, { recursive: true, force: true });
+    if (dirname(root) === DEFAULT_PARENT) {
+      try {
+        rmdirSync(DEFAULT_PARENT);
+      } catch {
+        /* other harnesses */
+      }
+    }
+    if (errors.length) throw errors[0];
+  };
+
+  process.on('exit', onExit);
+  try {
+    await mkdir(clientDir, { recursive: true });
+    const clientKey = genKey(identityFile, 'rcluster-harness-client');
+    await Promise.all([clientKey, ...[...hosts.values()].map(setupHost)]);
+    const clientPub = await clientKey;
+    await writeFile(authorizedKeys, clientPub + '\n');
+
+    watchdog = spawn(process.execPath, [WATCHDOG, root, nums.join(',')], { detached: true, stdio: ['pipe', 'ignore', 'ignore'], cwd: '/' });
+    watchdog.on('error', () => undefined);
+    watchdog.unref();
+    (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
+    state.watchdogPid = watchdog.pid;
+    await writeFile(join(root, 'state.json'), JSON.stringify(state));
+
+    await Promise.all([...hosts.values()].map(bootHost));
+    await writeKnownHosts();
+
+    return {
+      hosts: [...hosts.values()],
+      root,
+      identityFile,
+      clientPublicKey: clientPub,
+      knownHostsFile,
+      hostPublicKey: (n) => keyLine(get(n).pub),
+      hostKeyBlob: (n) => Buffer.from(keyLine(get(n).pub).split(' ')[1] ?? '', 'base64'),
+      stopHost,
+      startHost: (n) => {
+        const h = get(n);
+        h.booting ??= bootHost(h).finally(() => (h.booting = undefined));
+        return h.booting;
+      },
+      rotateHostKey,
+      writeKnownHosts,
+      isUp,
+      exec,
+      stop,
+    };
+  } catch (e) {
+    await stop().catch(() => undefined);
+    throw e;
+  }
+}

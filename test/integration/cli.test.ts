@@ -1,0 +1,147 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { answers, localSpec, ports, rcluster, rclusterBin, withNode } from './support.js';
+
+const NO_STACK = /^\s+at .+\(.+:\d+:\d+\)$/m;
+
+describe('bad input: a clear message, exit 1, no stack trace, nothing touched', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'rcluster-cli-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('validate reports a port out of range at its line, on stderr, with exit 1', async () => {
+    const file = join(dir, 'bad-port.yaml');
+    writeFileSync(file, ['name: bad', 'connection: local', 'nodes:', '  - 127.0.0.1:7201', '  - 127.0.0.1:99999', '  - 127.0.0.1:7203', ''].join('\n'));
+    const r = await rclusterBin(['validate', '-f', file]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:5:\\d+: .*99999`, 'm'));
+    expect(r.err).not.toMatch(NO_STACK);
+    expect(r.out).toBe('');
+  });
+
+  it('plan and apply refuse an invalid spec the same way, before contacting any node', async () => {
+    const file = join(dir, 'bad-key.yaml');
+    writeFileSync(file, ['name: bad', 'connection: local', 'replicas: 1', 'nodes: [127.0.0.1:7201, 127.0.0.1:7202, 127.0.0.1:7203]', ''].join('\n'));
+    for (const cmd of [['plan'], ['apply', '--auto-approve']]) {
+      const r = await rclusterBin([...cmd, '-f', file]);
+      expect(r.code).toBe(1);
+      expect(r.err).toContain(`${file}:3:1: unknown key "replicas"`);
+      expect(r.err).not.toMatch(NO_STACK);
+    }
+    expect(existsSync(join(dir, '.rcluster'))).toBe(false);
+  });
+
+  it('a missing spec file is one line', async () => {
+    const r = await rclusterBin(['plan', '-f', join(dir, 'nope.yaml')]);
+    expect(r.code).toBe(1);
+    expect(r.err.trim().split('\n')).toEqual([`Error: cannot read ${join(dir, 'nope.yaml')}: no such file`]);
+  });
+
+  it('an unknown command or option exits 1 with usage help', async () => {
+    const r = await rclusterBin(['plan', '--frobnicate']);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain("unknown option '--frobnicate'");
+  });
+
+  it('--help lists the commands with examples', async () => {
+    const r = await rclusterBin(['--help']);
+    expect(r.code).toBe(0);
+    for (const cmd of ['validate', 'plan', 'apply', 'status', 'destroy']) expect(r.out).toContain(cmd);
+    expect(r.out).toContain('rcluster apply -f examples/local.yaml --auto-approve');
+  });
+
+  it('destroy refuses connections other than local and says why', async () => {
+    const file = join(dir, 'none.yaml');
+    writeFileSync(file, ['name: remote', 'connection: none', 'replicasPerMaster: 0', 'nodes: [127.0.0.1:7201, 127.0.0.1:7202, 127.0.0.1:7203]', ''].join('\n'));
+    const r = await rclusterBin(['destroy', '-f', file, '--auto-approve']);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('destroy supports connection: local only');
+  });
+
+  it('connection: none with nodes that do not answer is refused with the node named', async () => {
+    const file = join(dir, 'none-down.yaml');
+    writeFileSync(file, ['name: remote', 'connection: none', 'replicasPerMaster: 0', 'nodes: [127.0.0.1:7211, 127.0.0.1:7212, 127.0.0.1:7213]', ''].join('\n'));
+    const r = await rclusterBin(['plan', '-f', file]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/127\.0\.0\.1:7211: it does not answer \(connection refused\); with connection: none/);
+  });
+});
+
+describe('apply asks before changing anything', () => {
+  const spec = localSpec('itest-confirm', ports(7221, 3), 'replicasPerMaster: 0');
+  afterAll(async () => {
+    await rcluster('destroy', '-f', spec.file, '--auto-approve');
+    spec.cleanup();
+  });
+
+  it('without a terminal and without --auto-approve it refuses, and starts nothing', async () => {
+    const r = await rclusterBin(['apply', '-f', spec.file]);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('+ start 127.0.0.1:7221 (not running)');
+    expect(r.err).toContain('re-run with --auto-approve');
+    for (const p of ports(7221, 3)) expect(await answers(p)).toBe(false);
+    expect(existsSync(join(spec.dir, '.rcluster'))).toBe(false);
+  });
+});
+
+describe('a port taken by a redis-server that rcluster did not start', () => {
+  const spec = localSpec('itest-foreign', ports(7231, 3), 'replicasPerMaster: 0');
+  let foreign: ChildProcess;
+
+  beforeAll(async () => {
+    foreign = spawn('redis-server', ['--port', '7232', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    for (let i = 0; i < 200 && !(await answers(7232)); i++) await new Promise((r) => setTimeout(r, 25));
+  });
+  afterAll(() => {
+    foreign.kill();
+    spec.cleanup();
+  });
+
+  it('plan and apply refuse, naming the node, and touch nothing', async () => {
+    const r = await rclusterBin(['apply', '-f', spec.file, '--auto-approve']);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain('127.0.0.1:7232 answers but is not a cluster-enabled node that rcluster started');
+    expect(await answers(7232)).toBe(true);
+    expect(await answers(7231)).toBe(false);
+    expect(existsSync(join(spec.dir, '.rcluster'))).toBe(false);
+    const destroy = await rclusterBin(['destroy', '-f', spec.file, '--auto-approve']);
+    expect(destroy.code).toBe(1);
+    expect(destroy.err).toContain('127.0.0.1:7232 is a redis-server started from no config file');
+    expect(await answers(7232)).toBe(true);
+  });
+});
+
+describe('saved plans', () => {
+  const spec = localSpec('itest-planfile', ports(7241, 3), 'replicasPerMaster: 0');
+  afterAll(async () => {
+    await rcluster('destroy', '-f', spec.file, '--auto-approve');
+    spec.cleanup();
+  });
+
+  it('apply PLANFILE performs exactly the saved plan; a plan made stale by a change is refused', async () => {
+    const planFile = join(spec.dir, 'plan.json');
+    const stalePlan = join(spec.dir, 'stale.json');
+    const planned = await rcluster('plan', '-f', spec.file, '--out', planFile, '--detailed-exitcode');
+    expect(planned.code).toBe(2);
+    expect(planned.out).toContain(`rcluster apply ${planFile}`);
+    expect((await rcluster('plan', '-f', spec.file, '--out', stalePlan)).code).toBe(0);
+
+    const applied = await rcluster('apply', planFile, '--json');
+    expect(applied.code).toBe(0);
+    const events = applied.out.split('\n').map((l) => JSON.parse(l) as { type: string; title?: string });
+    expect(events[0]?.type).toBe('plan');
+    expect(events.filter((e) => e.type === 'step_done').map((e) => e.title)).toContain('assign slots 0-5460 (5461) to 127.0.0.1:7241');
+    expect(events[events.length - 1]?.type).toBe('apply_complete');
+    expect(await withNode(7241, (r) => r.call('CLUSTER', 'INFO'))).toContain('cluster_state:ok');
+
+    const stale = await rcluster('apply', stalePlan);
+    expect(stale.code).toBe(1);
+    expect(stale.err).toContain(`${stalePlan} is stale: the cluster changed since the plan was made`);
+
+    const notAPlan = await rcluster('apply', spec.file);
+    expect(notAPlan.code).toBe(1);
+    expect(notAPlan.err).toContain('is not a plan file written by rcluster plan --out');
+  });
+});

@@ -1,0 +1,74 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
+import { main } from '../../src/cli/main.js';
+import type { Io } from '../../src/cli/io.js';
+
+export interface CliResult {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** Run the CLI in this process, as a user without a terminal would. */
+export async function rcluster(...args: string[]): Promise<CliResult> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const io: Io = { out: (t) => out.push(t), err: (t) => err.push(t), stdinIsTTY: false };
+  const code = await main(['node', 'rcluster', ...args], io);
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+const BIN = fileURLToPath(new URL('../../bin/rcluster.js', import.meta.url));
+
+/** Run the built binary in a child process: what a user's shell sees, exit code included. */
+export function rclusterBin(args: string[], opts: { cwd?: string } = {}): Promise<CliResult> {
+  return new Promise((res) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: { ...process.env, NO_COLOR: '1' } }, (error, stdout, stderr) => {
+      const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+      res({ code, out: stdout, err: stderr });
+    });
+  });
+}
+
+export function redisCli(args: string[]): Promise<CliResult> {
+  return new Promise((res) => {
+    execFile('redis-cli', args, (error, stdout, stderr) => {
+      res({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out: stdout, err: stderr });
+    });
+  });
+}
+
+/** A spec for connection: local in a fresh temp dir; returns its path. */
+export function localSpec(name: string, ports: number[], extra = ''): { file: string; dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), `rcluster-${name}-`));
+  const file = join(dir, 'cluster.yaml');
+  writeFileSync(file, [`name: ${name}`, 'connection: local', extra, 'nodes:', ...ports.map((p) => `  - 127.0.0.1:${p}`), ''].filter((l) => l !== '').join('\n') + '\n');
+  return { file, dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+export async function withNode<T>(port: number, fn: (r: Redis) => Promise<T>): Promise<T> {
+  const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  r.on('error', () => {});
+  await r.connect();
+  try {
+    return await fn(r);
+  } finally {
+    r.disconnect();
+  }
+}
+
+export async function answers(port: number): Promise<boolean> {
+  try {
+    return (await withNode(port, (r) => r.ping())) === 'PONG';
+  } catch {
+    return false;
+  }
+}
+
+export function ports(from: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => from + i);
+}
