@@ -53,7 +53,7 @@ export function phasesOf(plan: Plan): Phase[] {
  */
 export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEvent) => void): Promise<void> {
   const pool = new NodePool();
-  const done: string[] = [];
+  const done: { index: number; title: string }[] = [];
   const ctx: StepContext = { plan, deps, pool, ids: new Map(), assigned: new Map(), waitTimeoutMs: deps.waitTimeoutMs ?? 60_000 };
   try {
     const phases = phasesOf(plan);
@@ -73,7 +73,7 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
               emit({ type: 'step_failed', phase: pi, index, title, error: (err as Error).message });
               throw Object.assign(err as Error, { stepTitle: title });
             }
-            done.push(title);
+            done.push({ index, title });
             emit({ type: 'step_done', phase: pi, index, title, ms: Date.now() - t0 });
           }),
         ),
@@ -82,7 +82,7 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
       if (failed) {
         const err = failed.reason as Error & { stepTitle?: string };
         emit({ type: 'phase_failed', phase: pi, error: err.message });
-        throw new ApplyError(err.stepTitle ?? phase.title, err, [...done]);
+        throw new ApplyError(err.stepTitle ?? phase.title, err, done.sort((a, b) => a.index - b.index).map((d) => d.title));
       }
       emit({ type: 'phase_done', phase: pi, ms: Date.now() - started });
     }

@@ -107,7 +107,7 @@ export async function applyCommand(opts: { file?: string; planFile?: string; aut
   } catch (err) {
     await view.finish();
     if (err instanceof ApplyError) {
-      const file = opts.file ?? plan.desired.source.file;
+      const file = opts.planFile ? plan.desired.source.file : (opts.file ?? 'cluster.yaml');
       const done = err.done.length > 0 ? `Already done (${err.done.length} step(s)):\n${err.done.map((d) => `  - ${d}`).join('\n')}` : 'No step had completed.';
       throw new ApplyError(err.failedStep, new Error(`${err.cause.message}\n${done}\nRun \`rcluster plan -f ${file}\` to see what is left.`), err.done);
     }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -143,5 +143,39 @@ describe('saved plans', () => {
     const notAPlan = await rcluster('apply', spec.file);
     expect(notAPlan.code).toBe(1);
     expect(notAPlan.err).toContain('is not a plan file written by rcluster plan --out');
+  });
+});
+
+describe('a step that fails mid-apply', () => {
+  const spec = localSpec('itest-fail', ports(7251, 4), 'masters: 3');
+  afterAll(async () => {
+    await rcluster('destroy', '-f', spec.file, '--auto-approve');
+    spec.cleanup();
+  });
+
+  it('is named with what was already done, and the next plan shows how to finish', async () => {
+    const planFile = join(spec.dir, 'plan.json');
+    expect((await rcluster('plan', '-f', spec.file, '--out', planFile)).code).toBe(0);
+    // Tamper with the saved plan so that one step is one Redis refuses.
+    const plan = JSON.parse(readFileSync(planFile, 'utf8')) as { steps: { kind: string; node?: string; master?: string }[] };
+    const replicate = plan.steps.find((s) => s.kind === 'replicate');
+    if (!replicate) throw new Error('expected a replicate step');
+    replicate.master = replicate.node;
+    writeFileSync(planFile, JSON.stringify(plan));
+
+    const r = await rclusterBin(['apply', planFile]);
+    expect(r.code).toBe(1);
+    expect(r.err).toContain(`Error: step failed: make ${replicate.node} a replica of ${replicate.node}: ERR Can't replicate myself`);
+    expect(r.err).toMatch(/Already done \(\d+ step\(s\)\):\n  - start 127\.0\.0\.1:7251 \(not running\)/);
+    expect(r.err).toContain('  - wait until 4 nodes agree on slots and report cluster_state:ok');
+    expect(r.err).toContain(`Run \`rcluster plan -f ${spec.file}\` to see what is left.`);
+    expect(r.err).not.toMatch(NO_STACK);
+
+    const next = await rcluster('plan', '-f', spec.file, '--json');
+    const steps = (JSON.parse(next.out) as { steps: { kind: string; node: string }[] }).steps;
+    expect(steps.map((s) => s.kind)).toEqual(['replicate', 'wait_replication']);
+    expect(steps[0]?.node).toBe(replicate.node);
+    expect((await rcluster('apply', '-f', spec.file, '--auto-approve', '--json')).code).toBe(0);
+    expect((await rcluster('plan', '-f', spec.file, '--detailed-exitcode')).code).toBe(0);
   });
 });

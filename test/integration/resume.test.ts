@@ -68,6 +68,11 @@ describe('an apply cut off part-way is finished by the next plan', () => {
     await withNode(7305, (r) => r.call('SHUTDOWN', 'NOSAVE').catch(() => {}));
     for (let i = 0; i < 200 && (await answers(7305)); i++) await new Promise((r) => setTimeout(r, 25));
 
+    const status = await rcluster('status', '-f', spec.file);
+    expect(status.code).toBe(1);
+    expect(status.out).toContain('[ERR] unreachable: 127.0.0.1:7305 (connection refused)');
+    expect(status.out).toContain('Unhealthy');
+
     const plan = await rcluster('plan', '-f', spec.file, '--detailed-exitcode');
     expect(plan.code).toBe(2);
     expect(plan.out).toMatch(/\+ start 127\.0\.0\.1:7305 \(not running \(restarts with the state in .*nodes-7305\.conf\)\)/);
