@@ -1,15 +1,16 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import pLimit from 'p-limit';
-import { ApplyError, HostError } from '../errors.js';
+import { ApplyError } from '../errors.js';
 import type { HostDriver } from '../hosts/driver.js';
 import { splitAddress } from '../live/connect.js';
 import { parseClusterNodes, parseInfo } from '../live/parse.js';
 import type { SlotRange } from '../live/types.js';
-import type { Plan, Step, StepKind } from '../plan/types.js';
+import type { ConfigChange, Plan, Step, StepKind } from '../plan/types.js';
+import type { ConfEdit } from '../provision/redisConf.js';
 import { SLOT_COUNT } from '../plan/slots.js';
 import { describeStep, phaseTitle } from '../render/steps.js';
-import { startLocalNode } from './nodes.js';
+import { provisionSshNode, restartNode, setConfigLive, startLocalNode } from './nodes.js';
 import { NodePool } from './pool.js';
 import { waitFor } from './wait.js';
 
@@ -60,7 +61,8 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
     for (const [pi, phase] of phases.entries()) {
       const started = Date.now();
       emit({ type: 'phase_start', phase: pi, title: phase.title, steps: phase.steps.map((s) => s.index) });
-      const limit = pLimit(deps.concurrency ?? 16);
+      // Restarts of running nodes go one at a time: never a master together with its replica.
+      const limit = pLimit(phase.kind === 'restart_node' ? 1 : (deps.concurrency ?? 16));
       const results = await Promise.allSettled(
         phase.steps.map(({ index, step }) =>
           limit(async () => {
@@ -106,15 +108,23 @@ async function runStep(step: Step, ctx: StepContext): Promise<void> {
   const { pool } = ctx;
   switch (step.kind) {
     case 'provision_node': {
-      const node = ctx.plan.desired.nodes.find((n) => n.address === step.node);
-      if (!node) throw new Error(`${step.node} is not in the plan's spec`);
-      if (ctx.plan.desired.connection !== 'local') {
-        throw new HostError(step.node, 'provision', `provisioning over ${ctx.plan.desired.connection} is not available in this version`);
-      }
+      const node = nodeOf(step.node, ctx);
       pool.drop(step.node);
-      await startLocalNode(node, ctx.deps.driver, ctx.plan.desired.connection);
+      if (ctx.plan.desired.connection === 'ssh') await provisionSshNode(node, ctx.deps.driver, editsOf(step.config), step.replaces);
+      else await startLocalNode(node, ctx.deps.driver, ctx.plan.desired.connection);
       return;
     }
+    case 'restart_node': {
+      const node = nodeOf(step.node, ctx);
+      pool.drop(step.node);
+      await restartNode(node, ctx.deps.driver, ctx.plan.desired.connection, editsOf(step.config));
+      // The next restart waits until this node is back in a healthy cluster.
+      await waitClusterOk(ctx.plan.desired.nodes.map((n) => n.address), ctx);
+      return;
+    }
+    case 'set_config':
+      await setConfigLive(nodeOf(step.node, ctx), ctx.deps.driver, editsOf(step.config));
+      return;
     case 'set_config_epoch':
       await pool.call(step.node, 'CLUSTER', 'SET-CONFIG-EPOCH', step.epoch);
       return;
@@ -155,6 +165,17 @@ async function runStep(step: Step, ctx: StepContext): Promise<void> {
       );
       return;
   }
+}
+
+/** Apply makes exactly the edits the plan showed. */
+function editsOf(config: ConfigChange | undefined): ConfEdit[] {
+  return (config?.changed ?? []).map((c) => ({ directive: c.directive, value: c.to }));
+}
+
+function nodeOf(address: string, ctx: StepContext) {
+  const node = ctx.plan.desired.nodes.find((n) => n.address === address);
+  if (!node) throw new Error(`${address} is not in the plan's spec`);
+  return node;
 }
 
 async function idOf(address: string, ctx: StepContext): Promise<string> {

@@ -4,7 +4,8 @@ import { sh } from '../hosts/shell.js';
 import { connectNode, describeRedisError } from '../live/connect.js';
 import { parseInfo } from '../live/parse.js';
 import { renderNodeConf } from '../provision/nodeConf.js';
-import { readDirective } from '../provision/redisConf.js';
+import { editRedisConf, readDirective, type ConfEdit, type ConfEditResult } from '../provision/redisConf.js';
+import { serviceCommands } from '../provision/service.js';
 import type { ConnectionKind, DesiredNode } from '../spec/types.js';
 import { waitFor } from './wait.js';
 
@@ -16,7 +17,7 @@ export async function startLocalNode(node: DesiredNode, driver: HostDriver, conn
   const mk = await driver.run(node.host, `mkdir -p ${sh(dataDir)}`);
   if (mk.code !== 0) throw new HostError(node.address, 'create data directory', mk.stderr.trim() || `mkdir exited ${mk.code}`);
   const current = await driver.readFile(node.host, configFile);
-  const conf = renderNodeConf(node, connection, current);
+  const conf = renderNodeConf(node, { connection, replicasPerMaster: 0 }, current);
   if (current === null || conf.changed.length > 0) await driver.writeFileAtomic(node.host, configFile, conf.text, { backup: current !== null });
 
   const started = await driver.run(node.host, `redis-server ${sh(configFile)}`, { timeoutMs: START_TIMEOUT_MS });
@@ -74,18 +75,85 @@ export async function stopNode(address: string, timeoutMs = 15_000): Promise<boo
   } finally {
     client.disconnect();
   }
-  await waitFor(
-    `${address} to stop`,
-    async () => {
-      try {
-        const c = await connectNode(address, { connectTimeoutMs: 500 });
-        c.disconnect();
-        return 'still answering';
-      } catch {
-        return true;
-      }
-    },
-    { timeoutMs },
-  );
+  await waitFor(`${address} to stop`, async () => ((await answersAt(address)) ? 'still answering' : true), { timeoutMs });
   return true;
+}
+
+/**
+ * Over SSH: edit the node's config file (temp file + rename, backup beside it), restart it through
+ * its service, and wait until it answers on its port as a cluster node. `replaces`: a standalone
+ * redis on the file's old port, which must be gone afterwards.
+ */
+export async function provisionSshNode(node: DesiredNode, driver: HostDriver, edits: ConfEdit[], replaces?: string): Promise<void> {
+  const { configFile, service } = node.redis;
+  const conf = await editConfigFile(node, driver, edits);
+  if (!service) throw new HostError(node.host, 'restart', 'redis.service is not set, so rcluster cannot restart the node');
+  const cmd = serviceCommands(service);
+  const stop = await driver.run(node.host, cmd.stop, { timeoutMs: 60_000 });
+  const start = await driver.run(node.host, cmd.start, { timeoutMs: 60_000 });
+  const logTail = async () => {
+    const log = readDirective(conf.text, 'logfile');
+    if (!log) return '';
+    const dir = readDirective(conf.text, 'dir') ?? node.redis.dataDir;
+    const path = log.startsWith('/') ? log : `${dir}/${log}`;
+    const tail = await driver.run(node.host, `tail -n 5 ${sh(path)}`).catch(() => undefined);
+    return tail?.stdout.trim() ? `; last lines of ${path}:\n${tail.stdout.trim()}` : '';
+  };
+  if (start.code !== 0) {
+    const out = `${start.stdout}${start.stderr}`.trim().split('\n').slice(-3).join(' | ');
+    const stopOut = stop.code !== 0 ? ` (stop exited ${stop.code})` : '';
+    throw new HostError(node.host, `${cmd.start}`, `exited ${start.code}${stopOut}${out ? `: ${out}` : ''}${await logTail()}`);
+  }
+  try {
+    await waitUntilClusterNode(node.address, START_TIMEOUT_MS);
+  } catch (err) {
+    throw new HostError(node.host, `start ${node.address}`, `${(err as Error).message}${await logTail()}`);
+  }
+  if (replaces && replaces !== node.address) {
+    await waitFor(`the standalone redis on ${replaces} to stop`, async () => ((await answersAt(replaces)) ? 'it still answers' : true), { timeoutMs: 10_000 }).catch((err) => {
+      throw new HostError(node.host, 'stop the standalone redis', (err as Error).message);
+    });
+  }
+}
+
+/** Restart a running node with its new config: over SSH through its service, locally itself. */
+export async function restartNode(node: DesiredNode, driver: HostDriver, connection: ConnectionKind, edits: ConfEdit[]): Promise<void> {
+  if (connection === 'ssh') return provisionSshNode(node, driver, edits);
+  await editConfigFile(node, driver, edits);
+  await stopNode(node.address);
+  await startLocalNode(node, driver, connection);
+}
+
+/** Apply the plan's edits to the config file as it is now; keep a backup of the previous one. */
+async function editConfigFile(node: DesiredNode, driver: HostDriver, edits: ConfEdit[]): Promise<ConfEditResult> {
+  const { configFile } = node.redis;
+  const current = await driver.readFile(node.host, configFile);
+  if (current === null) throw new HostError(node.host, `read ${configFile}`, 'no such file');
+  const conf = editRedisConf(current, edits);
+  if (conf.changed.length > 0) await driver.writeFileAtomic(node.host, configFile, conf.text, { backup: true });
+  return conf;
+}
+
+/** CONFIG SET each changed directive (Redis validates it), then write the file to match. */
+export async function setConfigLive(node: DesiredNode, driver: HostDriver, edits: ConfEdit[]): Promise<void> {
+  const client = await connectNode(node.address);
+  try {
+    for (const e of edits) {
+      await client.call('CONFIG', 'SET', e.directive, e.value).catch((err: Error) => {
+        throw new HostError(node.address, `CONFIG SET ${e.directive}`, err.message);
+      });
+    }
+  } finally {
+    client.disconnect();
+  }
+  await editConfigFile(node, driver, edits);
+}
+
+async function answersAt(address: string): Promise<boolean> {
+  try {
+    (await connectNode(address, { connectTimeoutMs: 500 })).disconnect();
+    return true;
+  } catch {
+    return false;
+  }
 }

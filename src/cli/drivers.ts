@@ -1,4 +1,5 @@
 import { UsageError } from '../errors.js';
+import { createSshDriver } from '../hosts/ssh.js';
 import type { HostDriver } from '../hosts/driver.js';
 import { createLocalDriver } from '../hosts/local.js';
 import type { DesiredCluster } from '../spec/types.js';
@@ -11,10 +12,7 @@ export function driverFor(desired: DesiredCluster): HostDriver {
     case 'none':
       return noneDriver();
     case 'ssh':
-      throw new UsageError(
-        `${desired.source.file}: connection: ssh is not available in this version of rcluster yet; ` +
-          `use connection: none for nodes that already run with cluster-enabled, or connection: local for a demo on this machine.`,
-      );
+      return createSshDriver(desired.nodes.map((n) => ({ host: n.host, ssh: n.ssh })));
   }
 }
 

@@ -4,7 +4,9 @@ import type { HostDriver } from '../hosts/driver.js';
 import type { DesiredCluster, DesiredNode } from '../spec/types.js';
 import { connectNode, describeRedisError } from './connect.js';
 import { parseClusterNodes, parseInfo, parseKeyspaceKeys, parseReplication } from './parse.js';
-import type { LiveCluster, LiveNode } from './types.js';
+import { readDirective } from '../provision/redisConf.js';
+import { serviceCommands } from '../provision/service.js';
+import type { HostFacts, LiveCluster, LiveNode } from './types.js';
 
 export interface InspectOptions {
   /** Used to read the cluster config file of a node that does not answer. */
@@ -20,6 +22,11 @@ export async function inspectCluster(desired: DesiredCluster, opts: InspectOptio
 }
 
 export async function inspectNode(node: DesiredNode, driver?: HostDriver): Promise<LiveNode> {
+  const [live, facts] = await Promise.all([inspectRedis(node, driver), driver && driver.kind !== 'none' ? readHostFacts(node, driver) : undefined]);
+  return facts ? { ...live, facts } : live;
+}
+
+async function inspectRedis(node: DesiredNode, driver?: HostDriver): Promise<LiveNode> {
   const base: LiveNode = { address: node.address, host: node.host, port: node.port, reachable: false, clusterEnabled: false, view: [], clusterInfo: {}, keys: 0 };
   let client;
   try {
@@ -37,6 +44,7 @@ export async function inspectNode(node: DesiredNode, driver?: HostDriver): Promi
       keys: parseKeyspaceKeys(info),
       redisVersion: info['redis_version'],
     };
+    if (!live.clusterEnabled) live.onDisk = await readOnDiskView(node, driver);
     if (live.clusterEnabled) {
       const [nodesText, infoText, myId] = await Promise.all([
         client.call('CLUSTER', 'NODES') as Promise<string>,
@@ -71,4 +79,34 @@ async function readOnDiskView(node: DesiredNode, driver?: HostDriver): Promise<L
   } catch {
     return undefined;
   }
+}
+
+/** The node's config file, its service, and a standalone redis still on the file's old port. */
+async function readHostFacts(node: DesiredNode, driver: HostDriver): Promise<HostFacts> {
+  const { configFile, service } = node.redis;
+  const configText = await driver.readFile(node.host, configFile);
+  const ssh = driver.kind === 'ssh';
+  const [serviceCheck, version] = await Promise.all([
+    ssh && service ? driver.run(node.host, serviceCommands(service).exists) : undefined,
+    ssh ? driver.run(node.host, 'redis-server --version') : undefined,
+  ]);
+  const facts: HostFacts = { configFile, configText, serviceExists: serviceCheck ? serviceCheck.code === 0 : true };
+  const v = /v=(\d+\.\d+\.\d+)/.exec(version?.stdout ?? '')?.[1];
+  if (v) facts.redisVersion = v;
+  const port = configText === null ? undefined : Number(readDirective(configText, 'port') ?? 6379);
+  if (port !== undefined && port !== node.port && Number.isInteger(port) && port > 0) {
+    const address = `${node.host}:${port}`;
+    try {
+      const client = await connectNode(address, { connectTimeoutMs: 1000 });
+      try {
+        const info = parseInfo(await client.info());
+        facts.standalone = { address, clusterEnabled: info['cluster_enabled'] === '1', keys: parseKeyspaceKeys(info) };
+      } finally {
+        client.disconnect();
+      }
+    } catch {
+      // Nothing answers on the old port: nothing to stop.
+    }
+  }
+  return facts;
 }

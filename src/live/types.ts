@@ -64,6 +64,24 @@ export interface LiveNode {
   redisVersion?: string;
   /** For a node that does not answer: the cluster state saved in its cluster config file, if any. */
   onDisk?: { path: string; view: ClusterNodeEntry[] };
+  /** What its host says about it (connections local and ssh). */
+  facts?: HostFacts;
+}
+
+/** A node's files and service, as read through its host. */
+export interface HostFacts {
+  configFile: string;
+  /** The config file's content; null when it does not exist. */
+  configText: string | null;
+  /** The service command exists and is executable (ssh). */
+  serviceExists: boolean;
+  /** `redis-server --version` on the host (ssh). */
+  redisVersion?: string;
+  /**
+   * A redis answering on the port the config file sets today, when that differs from the spec's
+   * port: the standalone instance of a freshly installed host.
+   */
+  standalone?: { address: string; clusterEnabled: boolean; keys: number };
 }
 
 export interface LiveCluster {

@@ -1,11 +1,13 @@
-import { PlanError } from '../errors.js';
+import { HostError, PlanError } from '../errors.js';
+import { renderNodeConf } from '../provision/nodeConf.js';
+import { configDiff, needsRestart } from '../provision/redisConf.js';
 import type { ClusterNodeEntry, LiveCluster, LiveNode, SlotRange } from '../live/types.js';
 import type { DesiredCluster, DesiredNode } from '../spec/types.js';
 import { fingerprint } from './fingerprint.js';
 import { allocateRoles, type CurrentRoles, type Roles } from './roles.js';
 import { formatRanges } from '../live/parse.js';
 import { slotList, splitSlots, toRanges, SLOT_COUNT } from './slots.js';
-import type { NodeRole, Plan, Step } from './types.js';
+import type { ConfigChange, NodeRole, Plan, Step } from './types.js';
 
 /**
  * What a node will look like once the provisioning steps have run: its live view, or the view
@@ -13,7 +15,8 @@ import type { NodeRole, Plan, Step } from './types.js';
  */
 interface NodeState {
   node: DesiredNode;
-  provision?: string;
+  /** What must happen on the node's host first: provisioning, a restart, or a live config change. */
+  hostStep?: Step;
   id?: string;
   view: ClusterNodeEntry[];
   keys: number;
@@ -28,8 +31,27 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const warnings: string[] = [];
   const liveByAddress = new Map(live.nodes.map((n) => [n.address, n]));
 
+  const withPassword = desired.nodes.find((n) => 'requirepass' in n.redis.config);
+  if (withPassword) {
+    throw new PlanError(
+      `redis.config.requirepass: rcluster cannot log in to password-protected nodes yet (passwords from an environment variable come in a later version); remove it for now`,
+    );
+  }
+  if (desired.connection === 'ssh' && !desired.nodes.some((n) => 'protected-mode' in n.redis.config)) {
+    warnings.push(
+      'the cluster has no password: rcluster sets protected-mode no so that replicas on other hosts can sync (bind stays on each node\'s own address); anyone who can reach those addresses can use the cluster',
+    );
+  }
   const states = desired.nodes.map((node) => nodeState(desired, node, liveByAddress.get(node.address)));
-  for (const s of states) if (s.provision) steps.push({ kind: 'provision_node', node: s.node.address, reason: s.provision });
+  // Provisioning runs in parallel; live changes next; restarts of running nodes last, one at a
+  // time and replicas first, so that a shard never loses its master and replica together.
+  const hostSteps = states.map((s) => s.hostStep).filter((h): h is Step => h !== undefined);
+  const isReplica = (address: string) => states.find((s) => s.node.address === address)?.view.find((e) => e.myself)?.role === 'replica';
+  steps.push(
+    ...hostSteps.filter((h) => h.kind === 'provision_node'),
+    ...hostSteps.filter((h) => h.kind === 'set_config'),
+    ...hostSteps.filter((h) => h.kind === 'restart_node').sort((a, b) => Number(isReplica(b.node)) - Number(isReplica(a.node))),
+  );
 
   const resolve = addressResolver(states);
   const anchor = pickAnchor(states);
@@ -94,7 +116,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
 
   const creating =
     states.every((s) => s.view.every((e) => e.myself && e.configEpoch === 0)) && [...claims].every(([a, ranges]) => fitsLayout(layout, a, ranges));
-  const provisioning = steps.length > 0;
+  const provisioning = steps.some((h) => h.kind === 'provision_node' || h.kind === 'restart_node');
 
   // Distinct epochs up front spare the cluster a round of epoch-collision resolution.
   const epochs: Step[] = creating ? states.map((s, i) => ({ kind: 'set_config_epoch', node: s.node.address, epoch: i + 1 })) : [];
@@ -158,19 +180,63 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
 
 function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | undefined): NodeState {
   const base = { node, keys: live?.keys ?? 0 };
-  if (live?.reachable && live.clusterEnabled) return { ...base, id: live.id, view: live.view };
+  const config = configChange(desired, node, live);
+  if (live?.reachable && live.clusterEnabled) {
+    if (!config || config.changed.length === 0) return { ...base, id: live.id, view: live.view };
+    const restartFor = config.changed.filter((c) => needsRestart(c.directive)).map((c) => c.directive);
+    const hostStep: Step =
+      restartFor.length > 0
+        ? { kind: 'restart_node', node: node.address, reason: `${restartFor.join(', ')} change only with a restart`, config }
+        : { kind: 'set_config', node: node.address, config };
+    return { ...base, id: live.id, view: live.view, hostStep };
+  }
   if (desired.connection === 'none') {
     const why = live?.reachable ? 'it answers but cluster-enabled is off' : `it does not answer (${live?.error ?? 'not inspected'})`;
     throw new PlanError(`${node.address}: ${why}; with connection: none rcluster manages topology only and cannot start or configure nodes`);
   }
-  if (live?.reachable) {
+  if (live?.reachable && desired.connection === 'local') {
     throw new PlanError(
       `${node.address} answers but is not a cluster-enabled node that rcluster started; stop that redis-server or choose another port`,
     );
   }
+  const facts = live?.facts;
+  if (desired.connection === 'ssh' && facts && !facts.serviceExists) {
+    throw new HostError(node.host, 'service', `${node.redis.service ?? '(no service)'} is missing or not executable; set redis.service to the command that starts and stops this node`);
+  }
+  // A standalone redis with data would come back as a cluster node holding keys of slots it does
+  // not own: refuse before touching it.
+  const standalone = live?.reachable ? { address: node.address, keys: live.keys } : facts?.standalone;
+  if (standalone && standalone.keys > 0) {
+    throw new PlanError(
+      `${standalone.address} is a standalone redis holding ${standalone.keys} key(s); turning it into cluster node ${node.address} would strand them. Move or flush its keys first.`,
+    );
+  }
   const saved = live?.onDisk?.view ?? [];
   const me = saved.find((e) => e.myself);
-  return { ...base, provision: saved.length > 0 ? `not running (restarts with the state in ${live?.onDisk?.path})` : 'not running', id: me?.id, view: saved };
+  let reason = saved.length > 0 ? `not running; restarts with the state in ${live?.onDisk?.path}` : 'not running';
+  if (live?.reachable) reason = 'answers with cluster-enabled off';
+  else if (facts?.standalone) reason = `replaces the standalone redis on ${facts.standalone.address}`;
+  const hostStep: Step = {
+    kind: 'provision_node',
+    node: node.address,
+    reason,
+    ...(desired.connection === 'ssh' && config ? { config } : {}),
+    ...(facts?.standalone && !live?.reachable ? { replaces: facts.standalone.address } : {}),
+  };
+  return { ...base, hostStep, id: me?.id, view: saved };
+}
+
+/** The edit rcluster would make to the node's config file, from what the host holds now. */
+function configChange(desired: DesiredCluster, node: DesiredNode, live: LiveNode | undefined): ConfigChange | undefined {
+  const facts = live?.facts;
+  if (!facts) return undefined;
+  if (facts.configText === null) {
+    // A local node's file is rcluster's own and is written when it starts.
+    if (desired.connection === 'local') return undefined;
+    throw new HostError(node.host, `read ${facts.configFile}`, 'no such file; redis.configFile must name the node\'s existing redis.conf');
+  }
+  const result = renderNodeConf(node, { connection: desired.connection, replicasPerMaster: desired.replicasPerMaster, redisVersion: facts.redisVersion }, facts.configText);
+  return { path: facts.configFile, changed: result.changed, diff: result.changed.length > 0 ? configDiff(facts.configFile, facts.configText, result.text) : '' };
 }
 
 /** The node whose view the plan trusts: one that owns slots and knows the most nodes. */

@@ -3,7 +3,7 @@ import type { LiveCluster } from '../live/types.js';
 
 /**
  * A hash of the topology the plan was computed from: who is reachable, ids, roles, slot owners
- * and open slots. Key counts and ping times are left out: they change all the time and don't
+ * open slots, and each node's config file. Key counts and ping times are left out: they change all the time and don't
  * make a plan wrong.
  */
 export function fingerprint(live: LiveCluster): string {
@@ -18,6 +18,8 @@ export function fingerprint(live: LiveCluster): string {
         .sort((a, b) => a.id.localeCompare(b.id))
         .map((e) => [e.id, `${e.host}:${e.port}`, e.role, e.masterId, e.slots, e.migrating, e.importing, e.fail, e.handshake]),
       onDisk: n.onDisk ? n.onDisk.view.map((e) => [e.id, e.role, e.masterId, e.slots]) : null,
+      config: n.facts ? [n.facts.configFile, n.facts.configText === null ? null : createHash('sha256').update(n.facts.configText).digest('hex')] : null,
+      standalone: n.facts?.standalone ? [n.facts.standalone.address, n.facts.standalone.clusterEnabled] : null,
     }));
   return 'sha256:' + createHash('sha256').update(JSON.stringify(canonical)).digest('hex');
 }

@@ -6,8 +6,15 @@ import type { SlotRange } from '../live/types.js';
  * nodes are named by address ("host:port") because new nodes have no id until they run.
  */
 export type Step =
-  /** Write the node's redis.conf and (re)start it with cluster-enabled; wait until it answers. */
-  | { kind: 'provision_node'; node: string; reason: string }
+  /**
+   * Write the node's redis.conf and (re)start it with cluster-enabled; wait until it answers.
+   * `replaces`: a standalone redis on another port of the host that the restart stops.
+   */
+  | { kind: 'provision_node'; node: string; reason: string; config?: ConfigChange; replaces?: string }
+  /** A running node whose config changes in a way only a restart applies; one node at a time. */
+  | { kind: 'restart_node'; node: string; reason: string; config: ConfigChange }
+  /** Directives CONFIG SET changes live; the file is updated too, and nothing restarts. */
+  | { kind: 'set_config'; node: string; config: ConfigChange }
   /** Give a fresh master a distinct config epoch before it meets anyone, as redis-cli create does. */
   | { kind: 'set_config_epoch'; node: string; epoch: number }
   /**
@@ -27,6 +34,14 @@ export type Step =
   | { kind: 'wait_replication'; replicas: string[] };
 
 export type StepKind = Step['kind'];
+
+/** An edit of a node's config file, as the plan shows it. */
+export interface ConfigChange {
+  path: string;
+  changed: { directive: string; from: string | null; to: string }[];
+  /** Unified diff of the file. */
+  diff: string;
+}
 
 /** Where a step is shown in the human plan, and with which marker. */
 export type StepGroup = 'provision' | 'join' | 'slots' | 'replicas';

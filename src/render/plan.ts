@@ -29,6 +29,8 @@ export function renderPlan(plan: Plan): string {
       group = g;
     }
     out.push(`    ${stepMarker(step.kind)} ${describeStep(step)}`);
+    const config = 'config' in step ? step.config : undefined;
+    if (config?.diff) out.push(...indentDiff(config.diff));
   }
   out.push('', '  Resulting layout');
   for (const r of plan.roles) {
@@ -41,11 +43,21 @@ export function renderPlan(plan: Plan): string {
   return out.join('\n') + '\n';
 }
 
+/** The unified diff under its step, without the patch's own header noise. */
+function indentDiff(diff: string): string[] {
+  return diff
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('=====') && !l.startsWith('Index: '))
+    .map((l) => `        ${l}`);
+}
+
 export function summaryLine(plan: Plan): string {
   const count = (k: string) => plan.steps.filter((s) => s.kind === k).length;
   const slots = plan.steps.reduce((n, s) => n + (s.kind === 'add_slots' ? slotsIn(s.ranges) : 0), 0);
   const parts = [
-    [count('provision_node'), 'node(s) to start'],
+    [count('provision_node'), 'node(s) to provision'],
+    [count('restart_node'), 'to restart'],
+    [count('set_config'), 'to change live'],
     [count('meet_node'), 'to meet'],
     [slots, 'slot(s) to assign'],
     [count('replicate'), 'replica(s) to attach'],

@@ -6,7 +6,11 @@ import type { Step, StepGroup, StepKind } from '../plan/types.js';
 export function describeStep(step: Step): string {
   switch (step.kind) {
     case 'provision_node':
-      return `start ${step.node} (${step.reason})`;
+      return step.config ? `configure ${step.node} and restart it as a cluster node (${step.reason})` : `start ${step.node} (${step.reason})`;
+    case 'restart_node':
+      return `restart ${step.node} (${step.reason})`;
+    case 'set_config':
+      return `set ${step.config.changed.map((c) => `${c.directive} ${c.to}`).join(', ')} on ${step.node} live (no restart)`;
     case 'set_config_epoch':
       return `set config epoch ${step.epoch} on ${step.node}`;
     case 'meet_node':
@@ -25,7 +29,9 @@ export function describeStep(step: Step): string {
 }
 
 const PHASE_TITLES: Record<StepKind, (n: number) => string> = {
-  provision_node: (n) => `Start ${n} node(s)`,
+  provision_node: (n) => `Provision ${n} node(s)`,
+  restart_node: (n) => `Restart ${n} node(s), one at a time`,
+  set_config: (n) => `Change config live on ${n} node(s)`,
   set_config_epoch: (n) => `Set config epochs on ${n} node(s)`,
   meet_node: (n) => `Meet ${n} node(s)`,
   wait_join: () => 'Wait for nodes to join',
@@ -42,6 +48,8 @@ export function phaseTitle(kind: StepKind, count: number): string {
 export function stepGroup(kind: StepKind): StepGroup {
   switch (kind) {
     case 'provision_node':
+    case 'restart_node':
+    case 'set_config':
       return 'provision';
     case 'set_config_epoch':
     case 'meet_node':
@@ -65,6 +73,8 @@ export function stepMarker(kind: StepKind): string {
       return '+';
     case 'set_config_epoch':
     case 'replicate':
+    case 'restart_node':
+    case 'set_config':
       return '~';
     default:
       return '·';

@@ -25,7 +25,7 @@ describe('apply on a local spec from nothing', () => {
     expect(applied.code).toBe(0);
     expect(applied.out).toContain('+ start 127.0.0.1:7101 (not running)');
     expect(applied.out).toContain('+ assign slots 0-5460 (5461) to 127.0.0.1:7101');
-    expect(applied.out).toMatch(/Plan: 6 node\(s\) to start, 5 to meet, 16384 slot\(s\) to assign, 3 replica\(s\) to attach\./);
+    expect(applied.out).toMatch(/Plan: 6 node\(s\) to provision, 5 to meet, 16384 slot\(s\) to assign, 3 replica\(s\) to attach\./);
     expect(applied.out).toMatch(/Wait for replicas to sync/);
     expect(applied.out).toMatch(/Apply complete: 26 step\(s\) in /);
   });

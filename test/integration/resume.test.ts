@@ -75,7 +75,7 @@ describe('an apply cut off part-way is finished by the next plan', () => {
 
     const plan = await rcluster('plan', '-f', spec.file, '--detailed-exitcode');
     expect(plan.code).toBe(2);
-    expect(plan.out).toMatch(/\+ start 127\.0\.0\.1:7305 \(not running \(restarts with the state in .*nodes-7305\.conf\)\)/);
+    expect(plan.out).toMatch(/\+ start 127\.0\.0\.1:7305 \(not running; restarts with the state in .*nodes-7305\.conf\)/);
     expect(plan.out).not.toContain('assign slots');
     expect(plan.out).not.toContain('meet ');
 

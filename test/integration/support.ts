@@ -50,8 +50,8 @@ export function localSpec(name: string, ports: number[], extra = ''): { file: st
   return { file, dir, cleanup: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
-export async function withNode<T>(port: number, fn: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+export async function withNode<T>(port: number, fn: (r: Redis) => Promise<T>, host = '127.0.0.1'): Promise<T> {
+  const r = new Redis({ host, port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   r.on('error', () => {});
   await r.connect();
   try {

@@ -1,0 +1,148 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { harnessAvailable, startHarness, type Harness } from '../harness/index.js';
+import { rcluster, redisCli, withNode } from '../integration/support.js';
+
+// The runbook's create, on test hosts 127.0.0.51-56: node N on 127.0.0.5N:635N.
+const HOSTS = [51, 52, 53, 54, 55, 56];
+const addr = (n: number) => `127.0.0.${n}`;
+const portOf = (n: number) => 6300 + n;
+
+function seedSpec(h: Harness, nodeTimeout: number): string {
+  return [
+    'name: seed-e2e',
+    'connection: ssh',
+    'ssh:',
+    '  user: root',
+    `  identityFile: ${h.identityFile}`,
+    `  knownHostsFile: ${h.knownHostsFile}`,
+    'redis:',
+    '  configFile: /etc/redis/6379.conf',
+    '  service: /etc/init.d/redis_6379',
+    '  dataDir: /var/lib/redis/6379',
+    '  clusterConfigFile: nodes-6379.conf',
+    `  nodeTimeout: ${nodeTimeout}`,
+    'replicasPerMaster: 1',
+    'nodes:',
+    ...HOSTS.map((n) => `  - ${addr(n)}:${portOf(n)}`),
+    '',
+  ].join('\n');
+}
+
+describe("the runbook's create over SSH, on six fresh hosts", () => {
+  let h: Harness;
+  let dir: string;
+  let file: string;
+
+  beforeAll(async () => {
+    const available = harnessAvailable();
+    if (!available.ok) throw new Error(`the SSH test hosts cannot run here: ${available.why}`);
+    h = await startHarness({ hosts: HOSTS });
+    dir = mkdtempSync(join(tmpdir(), 'rcluster-e2e-seed-'));
+    file = join(dir, 'cluster.yaml');
+    writeFileSync(file, seedSpec(h, 5000));
+  });
+
+  afterAll(async () => {
+    await h?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('plan shows a config diff for every host and the create steps, and changes nothing', async () => {
+    const plan = await rcluster('plan', '-f', file, '--detailed-exitcode');
+    expect(plan.err).toBe('');
+    expect(plan.code).toBe(2);
+    for (const n of HOSTS) {
+      expect(plan.out).toContain(`configure ${addr(n)}:${portOf(n)} and restart it as a cluster node (replaces the standalone redis on ${addr(n)}:6379)`);
+    }
+    expect(plan.out.match(/^ +-port 6379$/gm)).toHaveLength(6);
+    expect(plan.out.match(/^ +\+cluster-enabled yes$/gm)).toHaveLength(6);
+    expect(plan.out).toContain(`+port ${portOf(51)}`);
+    expect(plan.out).toContain('+cluster-node-timeout 5000');
+    expect(plan.out).toContain('+protected-mode no');
+    expect(plan.out).toContain('Warning: the cluster has no password');
+    expect(plan.out).toContain(`+ assign slots 0-5460 (5461) to ${addr(51)}:${portOf(51)}`);
+    expect(plan.out).toMatch(/Plan: 6 node\(s\) to provision, 5 to meet, 16384 slot\(s\) to assign, 3 replica\(s\) to attach\./);
+    // Nothing changed on the hosts.
+    for (const n of HOSTS) {
+      expect(readFileSync(h.hosts.find((x) => x.n === n)!.path('/etc/redis/6379.conf'), 'utf8')).toContain('\nport 6379\n');
+      expect(await withNode6379(n)).toBe('PONG');
+    }
+  });
+
+  it('apply turns them into the seed cluster', async () => {
+    const t0 = Date.now();
+    const applied = await rcluster('apply', '-f', file, '--auto-approve', '--json');
+    const ms = Date.now() - t0;
+    expect(applied.err).toBe('');
+    expect(applied.code).toBe(0);
+    console.log(`fresh hosts to a healthy cluster over SSH: ${ms} ms`);
+
+    for (const n of HOSTS) {
+      const host = h.hosts.find((x) => x.n === n)!;
+      const conf = readFileSync(host.path('/etc/redis/6379.conf'), 'utf8');
+      expect(conf).toMatch(new RegExp(`^port ${portOf(n)}$`, 'm'));
+      expect(conf).toMatch(new RegExp(`^bind ${addr(n).replace(/\./g, '\\.')}$`, 'm'));
+      expect(conf).toMatch(/^cluster-enabled yes$/m);
+      expect(conf).toMatch(/^cluster-config-file nodes-6379\.conf$/m);
+      expect(conf).toMatch(/^cluster-node-timeout 5000$/m);
+      // The fresh host's own settings and comments stay.
+      expect(conf).toContain('# Redis configuration file example.');
+      expect(conf).toMatch(/^pidfile \/var\/run\/redis_6379\.pid$/m);
+      expect(conf).toMatch(/^logfile \/var\/log\/redis_6379\.log$/m);
+      expect(readFileSync(host.path('/etc/redis/6379.conf.rcluster.bak'), 'utf8')).toMatch(/^port 6379$/m);
+      expect(readFileSync(host.path('/var/lib/redis/6379/nodes-6379.conf'), 'utf8')).toContain('myself');
+      // The standalone instance is gone.
+      expect(await withNode6379(n).catch(() => 'refused')).toBe('refused');
+    }
+    const infos = await Promise.all(HOSTS.map((n) => withNodeAt(n, (r) => r.call('CLUSTER', 'INFO'))));
+    for (const info of infos) expect(String(info)).toContain('cluster_state:ok');
+    const status = await rcluster('status', '-f', file, '--json');
+    expect(status.code).toBe(0);
+    const s = JSON.parse(status.out) as { masters: { address: string; slots: number; replicas: { address: string; linkUp: boolean }[] }[] };
+    expect(s.masters.map((m) => m.slots)).toEqual([5461, 5462, 5461]);
+    for (const m of s.masters) {
+      expect(m.replicas).toHaveLength(1);
+      expect(m.replicas[0]?.linkUp).toBe(true);
+      // A replica never shares its master's host.
+      expect(m.replicas[0]?.address.split(':')[0]).not.toBe(m.address.split(':')[0]);
+    }
+  });
+
+  it('a -c write through one node reads back through another', async () => {
+    expect((await redisCli(['-c', '-h', addr(51), '-p', String(portOf(51)), 'set', 'seed', 'ok'])).out.trim()).toBe('OK');
+    expect((await redisCli(['-c', '-h', addr(56), '-p', String(portOf(56)), 'get', 'seed'])).out.trim()).toBe('ok');
+  });
+
+  it('a second plan says No changes.', async () => {
+    const plan = await rcluster('plan', '-f', file, '--detailed-exitcode');
+    expect(plan.out).toContain('No changes.');
+    expect(plan.code).toBe(0);
+  });
+
+  it('nodeTimeout: 6000 is applied live, without restarting any node', async () => {
+    const before = await Promise.all(HOSTS.map((n) => withNodeAt(n, async (r) => /process_id:(\d+)/.exec(await r.info('server'))?.[1])));
+    writeFileSync(file, seedSpec(h, 6000));
+    const plan = await rcluster('plan', '-f', file);
+    expect(plan.out.match(/~ set cluster-node-timeout 6000 on .* live \(no restart\)/g)).toHaveLength(6);
+    expect(plan.out).not.toContain('restart ');
+    const applied = await rcluster('apply', '-f', file, '--auto-approve', '--json');
+    expect(applied.code).toBe(0);
+    const after = await Promise.all(HOSTS.map((n) => withNodeAt(n, async (r) => /process_id:(\d+)/.exec(await r.info('server'))?.[1])));
+    expect(after).toEqual(before);
+    for (const n of HOSTS) {
+      expect(await withNodeAt(n, (r) => r.call('CONFIG', 'GET', 'cluster-node-timeout'))).toEqual(['cluster-node-timeout', '6000']);
+      expect(readFileSync(h.hosts.find((x) => x.n === n)!.path('/etc/redis/6379.conf'), 'utf8')).toMatch(/^cluster-node-timeout 6000$/m);
+    }
+    expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
+  });
+
+  function withNodeAt<T>(n: number, fn: Parameters<typeof withNode<T>>[1]): Promise<T> {
+    return withNode(portOf(n), fn, addr(n));
+  }
+  function withNode6379(n: number): Promise<string> {
+    return withNode(6379, (r) => r.ping(), addr(n));
+  }
+});
