@@ -186,7 +186,7 @@ function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | 
     const restartFor = config.changed.filter((c) => needsRestart(c.directive)).map((c) => c.directive);
     const hostStep: Step =
       restartFor.length > 0
-        ? { kind: 'restart_node', node: node.address, reason: `${restartFor.join(', ')} change only with a restart`, config }
+        ? { kind: 'restart_node', node: node.address, reason: `${restartFor.join(', ')} change only with a restart`, config, ...serviceOf(desired, node) }
         : { kind: 'set_config', node: node.address, config };
     return { ...base, id: live.id, view: live.view, hostStep };
   }
@@ -220,10 +220,14 @@ function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | 
     kind: 'provision_node',
     node: node.address,
     reason,
-    ...(desired.connection === 'ssh' && config ? { config } : {}),
+    ...(desired.connection === 'ssh' && config ? { config, ...serviceOf(desired, node) } : {}),
     ...(facts?.standalone && !live?.reachable ? { replaces: facts.standalone.address } : {}),
   };
   return { ...base, hostStep, id: me?.id, view: saved };
+}
+
+function serviceOf(desired: DesiredCluster, node: DesiredNode): { service?: string } {
+  return desired.connection === 'ssh' && node.redis.service ? { service: node.redis.service } : {};
 }
 
 /** The edit rcluster would make to the node's config file, from what the host holds now. */

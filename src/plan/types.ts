@@ -10,9 +10,9 @@ export type Step =
    * Write the node's redis.conf and (re)start it with cluster-enabled; wait until it answers.
    * `replaces`: a standalone redis on another port of the host that the restart stops.
    */
-  | { kind: 'provision_node'; node: string; reason: string; config?: ConfigChange; replaces?: string }
+  | { kind: 'provision_node'; node: string; reason: string; config?: ConfigChange; service?: string; replaces?: string }
   /** A running node whose config changes in a way only a restart applies; one node at a time. */
-  | { kind: 'restart_node'; node: string; reason: string; config: ConfigChange }
+  | { kind: 'restart_node'; node: string; reason: string; config: ConfigChange; service?: string }
   /** Directives CONFIG SET changes live; the file is updated too, and nothing restarts. */
   | { kind: 'set_config'; node: string; config: ConfigChange }
   /** Give a fresh master a distinct config epoch before it meets anyone, as redis-cli create does. */

@@ -6,9 +6,9 @@ import type { Step, StepGroup, StepKind } from '../plan/types.js';
 export function describeStep(step: Step): string {
   switch (step.kind) {
     case 'provision_node':
-      return step.config ? `configure ${step.node} and restart it as a cluster node (${step.reason})` : `start ${step.node} (${step.reason})`;
+      return step.config ? `configure ${step.node} and restart it as a cluster node${via(step.service)} (${step.reason})` : `start ${step.node} (${step.reason})`;
     case 'restart_node':
-      return `restart ${step.node} (${step.reason})`;
+      return `restart ${step.node}${via(step.service)} (${step.reason})`;
     case 'set_config':
       return `set ${step.config.changed.map((c) => `${c.directive} ${c.to}`).join(', ')} on ${step.node} live (no restart)`;
     case 'set_config_epoch':
@@ -26,6 +26,10 @@ export function describeStep(step: Step): string {
     case 'wait_replication':
       return `wait until ${step.replicas.length} replica(s) report master_link_status:up`;
   }
+}
+
+function via(service: string | undefined): string {
+  return service ? ` through ${service}` : '';
 }
 
 const PHASE_TITLES: Record<StepKind, (n: number) => string> = {

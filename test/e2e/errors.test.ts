@@ -113,7 +113,7 @@ describe('SSH and host failures', () => {
     const file = spec({ config: 'maxmemory-policy: not-a-policy' });
     const r = await rcluster('apply', '-f', file, '--auto-approve', '--json');
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/Error: step failed: configure 127\.0\.0\.(57|58|53):\d+ and restart it as a cluster node .*: 127\.0\.0\.(57|58|53): /);
+    expect(r.err).toMatch(/Error: step failed: configure 127\.0\.0\.(57|58|53):\d+ and restart it as a cluster node through \/etc\/init\.d\/redis_6379 .*: 127\.0\.0\.(57|58|53): /);
     expect(r.err).toMatch(/maxmemory-policy|argument/i);
     expect(r.err).toContain('Run `rcluster plan -f');
     expect(r.err).not.toMatch(NO_STACK);

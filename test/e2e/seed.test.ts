@@ -10,7 +10,7 @@ const HOSTS = [51, 52, 53, 54, 55, 56];
 const addr = (n: number) => `127.0.0.${n}`;
 const portOf = (n: number) => 6300 + n;
 
-function seedSpec(h: Harness, nodeTimeout: number): string {
+function seedSpec(h: Harness, nodeTimeout: number, config: string[] = []): string {
   return [
     'name: seed-e2e',
     'connection: ssh',
@@ -24,6 +24,7 @@ function seedSpec(h: Harness, nodeTimeout: number): string {
     '  dataDir: /var/lib/redis/6379',
     '  clusterConfigFile: nodes-6379.conf',
     `  nodeTimeout: ${nodeTimeout}`,
+    ...(config.length > 0 ? ['  config:', ...config.map((c) => `    ${c}`)] : []),
     'replicasPerMaster: 1',
     'nodes:',
     ...HOSTS.map((n) => `  - ${addr(n)}:${portOf(n)}`),
@@ -55,7 +56,7 @@ describe("the runbook's create over SSH, on six fresh hosts", () => {
     expect(plan.err).toBe('');
     expect(plan.code).toBe(2);
     for (const n of HOSTS) {
-      expect(plan.out).toContain(`configure ${addr(n)}:${portOf(n)} and restart it as a cluster node (replaces the standalone redis on ${addr(n)}:6379)`);
+      expect(plan.out).toContain(`configure ${addr(n)}:${portOf(n)} and restart it as a cluster node through /etc/init.d/redis_6379 (replaces the standalone redis on ${addr(n)}:6379)`);
     }
     expect(plan.out.match(/^ +-port 6379$/gm)).toHaveLength(6);
     expect(plan.out.match(/^ +\+cluster-enabled yes$/gm)).toHaveLength(6);
@@ -136,6 +137,34 @@ describe("the runbook's create over SSH, on six fresh hosts", () => {
       expect(await withNodeAt(n, (r) => r.call('CONFIG', 'GET', 'cluster-node-timeout'))).toEqual(['cluster-node-timeout', '6000']);
       expect(readFileSync(h.hosts.find((x) => x.n === n)!.path('/etc/redis/6379.conf'), 'utf8')).toMatch(/^cluster-node-timeout 6000$/m);
     }
+    expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
+  });
+
+  it('a directive that needs a restart restarts one node at a time, replicas first, and the cluster stays whole', async () => {
+    const pid = (n: number) => withNodeAt(n, async (r) => /process_id:(\d+)/.exec(await r.info('server'))?.[1]);
+    const before = await Promise.all(HOSTS.map(pid));
+    const roleOf = new Map<string, string | undefined>(await Promise.all(HOSTS.map(async (n) => [`${addr(n)}:${portOf(n)}` as string, await withNodeAt(n, async (r) => /role:(\w+)/.exec(await r.info('replication'))?.[1])] as const)));
+    writeFileSync(file, seedSpec(h, 6000, ['io-threads: 2']));
+
+    const plan = await rcluster('plan', '-f', file, '--json');
+    const restarts = (JSON.parse(plan.out) as { steps: { kind: string; node: string }[] }).steps.filter((s) => s.kind === 'restart_node');
+    expect(restarts).toHaveLength(6);
+    expect(restarts.map((s) => roleOf.get(s.node))).toEqual(['slave', 'slave', 'slave', 'master', 'master', 'master']);
+
+    const applied = await rcluster('apply', '-f', file, '--auto-approve', '--json');
+    expect(applied.err).toBe('');
+    expect(applied.code).toBe(0);
+    // One restart at a time: each finishes before the next starts.
+    const events = applied.out.split('\n').map((l) => JSON.parse(l) as { type: string; title?: string });
+    const restartEvents = events.filter((e) => (e.type === 'step_start' || e.type === 'step_done') && e.title?.startsWith('restart '));
+    expect(restartEvents.map((e) => e.type)).toEqual(Array.from({ length: 6 }, () => ['step_start', 'step_done']).flat());
+
+    const after = await Promise.all(HOSTS.map(pid));
+    after.forEach((p, i) => expect(p).not.toBe(before[i]));
+    for (const n of HOSTS) expect(await withNodeAt(n, (r) => r.call('CONFIG', 'GET', 'io-threads'))).toEqual(['io-threads', '2']);
+    const status = await rcluster('status', '-f', file);
+    expect(status.code).toBe(0);
+    expect(await redisCli(['-c', '-h', addr(53), '-p', String(portOf(53)), 'get', 'seed']).then((r) => r.out.trim())).toBe('ok');
     expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
   });
 
