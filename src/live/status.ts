@@ -1,6 +1,5 @@
-import { countSlots, formatRanges } from './parse.js';
+import { countSlots, formatRanges, SLOT_COUNT } from './parse.js';
 import type { ClusterNodeEntry, LiveCluster, LiveNode } from './types.js';
-import { SLOT_COUNT } from '../plan/slots.js';
 
 export interface ReplicaStatus {
   address: string;

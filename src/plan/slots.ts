@@ -1,6 +1,8 @@
 import type { SlotRange } from '../live/types.js';
 
-export const SLOT_COUNT = 16384;
+import { SLOT_COUNT } from '../live/parse.js';
+
+export { SLOT_COUNT };
 
 /**
  * Contiguous ranges, one per weight, covering 0..16383 exactly once. With equal weights this is
@@ -30,10 +32,6 @@ export function splitSlots(weights: number[]): SlotRange[] {
 
 export function rangeSize(r: SlotRange): number {
   return r.end - r.start + 1;
-}
-
-export function slotsIn(ranges: SlotRange[]): number {
-  return ranges.reduce((n, r) => n + Math.max(0, rangeSize(r)), 0);
 }
 
 /** Expand ranges to a sorted list of slot numbers. */

@@ -1,5 +1,4 @@
-import { formatRanges } from '../live/parse.js';
-import { slotsIn } from '../plan/slots.js';
+import { countSlots, formatRanges } from '../live/parse.js';
 import type { Plan, StepGroup } from '../plan/types.js';
 import { describeStep, stepGroup, stepMarker } from './steps.js';
 
@@ -34,7 +33,7 @@ export function renderPlan(plan: Plan): string {
   }
   out.push('', '  Resulting layout');
   for (const r of plan.roles) {
-    if (r.role === 'master') out.push(`    M ${r.node}  slots ${formatRanges(r.slots)} (${slotsIn(r.slots)})`);
+    if (r.role === 'master') out.push(`    M ${r.node}  slots ${formatRanges(r.slots)} (${countSlots(r.slots)})`);
   }
   for (const r of plan.roles) {
     if (r.role === 'replica') out.push(`    S ${r.node}  replica of ${r.master}`);
@@ -53,7 +52,7 @@ function indentDiff(diff: string): string[] {
 
 export function summaryLine(plan: Plan): string {
   const count = (k: string) => plan.steps.filter((s) => s.kind === k).length;
-  const slots = plan.steps.reduce((n, s) => n + (s.kind === 'add_slots' ? slotsIn(s.ranges) : 0), 0);
+  const slots = plan.steps.reduce((n, s) => n + (s.kind === 'add_slots' ? countSlots(s.ranges) : 0), 0);
   const parts = [
     [count('provision_node'), 'node(s) to provision'],
     [count('restart_node'), 'to restart'],

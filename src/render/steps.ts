@@ -1,5 +1,4 @@
-import { formatRanges } from '../live/parse.js';
-import { slotsIn } from '../plan/slots.js';
+import { countSlots, formatRanges } from '../live/parse.js';
 import type { Step, StepGroup, StepKind } from '../plan/types.js';
 
 /** One line naming a step, the same in the plan, the progress view, errors and JSON. */
@@ -18,7 +17,7 @@ export function describeStep(step: Step): string {
     case 'wait_join':
       return `wait until ${step.nodes.length} nodes know each other`;
     case 'add_slots':
-      return `assign slots ${formatRanges(step.ranges)} (${slotsIn(step.ranges)}) to ${step.node}`;
+      return `assign slots ${formatRanges(step.ranges)} (${countSlots(step.ranges)}) to ${step.node}`;
     case 'wait_cluster_ok':
       return `wait until ${step.nodes.length} nodes agree on slots and report cluster_state:ok`;
     case 'replicate':

@@ -1,7 +1,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { SlotRange } from '../../src/live/types.js';
-import { rangeSize, SLOT_COUNT, slotList, slotsIn, splitSlots, toRanges } from '../../src/plan/slots.js';
+import { countSlots } from '../../src/live/parse.js';
+import { rangeSize, SLOT_COUNT, slotList, splitSlots, toRanges } from '../../src/plan/slots.js';
 
 describe('splitSlots', () => {
   it("3 equal weights: redis-cli create's layout 0-5460, 5461-10922, 10923-16383 (5461/5462/5461)", () => {
@@ -54,7 +55,7 @@ describe('splitSlots', () => {
         const seen = new Uint8Array(SLOT_COUNT);
         for (const s of slotList(ranges)) seen[s] = (seen[s] ?? 0) + 1;
         expect(seen.every((n) => n === 1)).toBe(true);
-        expect(slotsIn(ranges)).toBe(SLOT_COUNT);
+        expect(countSlots(ranges)).toBe(SLOT_COUNT);
 
         const total = weights.reduce((a, b) => a + b, 0);
         const shares = weights.map((w) => (SLOT_COUNT * w) / total);
@@ -118,7 +119,7 @@ describe('toRanges / slotList', () => {
           expect(r.end).toBeGreaterThanOrEqual(r.start);
           if (i > 0) expect(r.start).toBeGreaterThan((ranges[i - 1] as SlotRange).end + 1);
         });
-        expect(slotsIn(ranges)).toBe(new Set(slots).size);
+        expect(countSlots(ranges)).toBe(new Set(slots).size);
       }),
     );
   });
