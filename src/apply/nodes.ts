@@ -88,6 +88,9 @@ export async function provisionSshNode(node: DesiredNode, driver: HostDriver, ed
   const { configFile, service } = node.redis;
   const conf = await editConfigFile(node, driver, edits);
   if (!service) throw new HostError(node.host, 'restart', 'redis.service is not set, so rcluster cannot restart the node');
+  // Redis refuses to start in a dir that does not exist; a new dataDir is created first.
+  const mk = await driver.run(node.host, `mkdir -p ${sh(node.redis.dataDir)}`);
+  if (mk.code !== 0) throw new HostError(node.host, `mkdir ${node.redis.dataDir}`, mk.stderr.trim() || `exited ${mk.code}`);
   const cmd = serviceCommands(service);
   const stop = await driver.run(node.host, cmd.stop, { timeoutMs: 60_000 });
   const start = await driver.run(node.host, cmd.start, { timeoutMs: 60_000 });

@@ -6,6 +6,7 @@ import { connectNode, describeRedisError } from './connect.js';
 import { parseClusterNodes, parseInfo, parseKeyspaceKeys, parseReplication } from './parse.js';
 import { readDirective } from '../provision/redisConf.js';
 import { serviceCommands } from '../provision/service.js';
+import { sh } from '../hosts/shell.js';
 import type { HostFacts, LiveCluster, LiveNode } from './types.js';
 
 export interface InspectOptions {
@@ -85,14 +86,20 @@ async function readOnDiskView(node: DesiredNode, driver?: HostDriver): Promise<L
 async function readHostFacts(node: DesiredNode, driver: HostDriver): Promise<HostFacts> {
   const { configFile, service } = node.redis;
   const configText = await driver.readFile(node.host, configFile);
-  const ssh = driver.kind === 'ssh';
-  const [serviceCheck, version] = await Promise.all([
-    ssh && service ? driver.run(node.host, serviceCommands(service).exists) : undefined,
-    ssh ? driver.run(node.host, 'redis-server --version') : undefined,
-  ]);
-  const facts: HostFacts = { configFile, configText, serviceExists: serviceCheck ? serviceCheck.code === 0 : true };
-  const v = /v=(\d+\.\d+\.\d+)/.exec(version?.stdout ?? '')?.[1];
-  if (v) facts.redisVersion = v;
+  const facts: HostFacts = { configFile, configText, serviceExists: true, configWritable: true };
+  if (driver.kind === 'ssh') {
+    // One round trip for every check, rather than one each.
+    const probe = [
+      service ? `if ${serviceCommands(service).exists}; then echo service=yes; else echo service=no; fi` : 'echo service=yes',
+      `if test -w ${sh(configFile)} && test -w "$(dirname ${sh(configFile)})"; then echo writable=yes; else echo writable=no; fi`,
+      'redis-server --version 2>/dev/null || true',
+    ].join('; ');
+    const out = (await driver.run(node.host, probe)).stdout;
+    facts.serviceExists = !out.includes('service=no');
+    facts.configWritable = configText === null || !out.includes('writable=no');
+    const v = /v=(\d+\.\d+\.\d+)/.exec(out)?.[1];
+    if (v) facts.redisVersion = v;
+  }
   const port = configText === null ? undefined : Number(readDirective(configText, 'port') ?? 6379);
   if (port !== undefined && port !== node.port && Number.isInteger(port) && port > 0) {
     const address = `${node.host}:${port}`;

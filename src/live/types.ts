@@ -75,6 +75,8 @@ export interface HostFacts {
   configText: string | null;
   /** The service command exists and is executable (ssh). */
   serviceExists: boolean;
+  /** The config file and its directory can be written (ssh): the edit is a temp file + rename. */
+  configWritable: boolean;
   /** `redis-server --version` on the host (ssh). */
   redisVersion?: string;
   /**

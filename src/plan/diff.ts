@@ -87,15 +87,18 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     const others = s.view.filter((e) => !e.myself && !e.handshake);
     const mySlots = s.view.find((e) => e.myself)?.slots ?? [];
     if (others.some((e) => resolve(e, s) === anchor.node.address)) continue; // gossip still spreading
-    if (others.length > 0) {
+    const strangers = others.filter((e) => !resolve(e, s));
+    if (strangers.length > 0) {
       throw new PlanError(
-        `${s.node.address} already belongs to another cluster (it knows ${others.length} other node(s)); ` +
+        `${s.node.address} already belongs to another cluster (it knows ${strangers.map((e) => `${e.host}:${e.port}`).join(', ')}, not in the spec); ` +
           `rcluster will not merge clusters. Reset that node (CLUSTER RESET HARD) if it should join this one.`,
       );
     }
+    // Knowing only nodes of the spec, but not the anchor yet: a join that is still spreading
+    // (an apply cut off after MEET). Meeting it again is harmless.
     if (mySlots.length > 0 && !fitsLayout(layout, s.node.address, mySlots)) {
       throw new PlanError(
-        `${s.node.address} is alone but owns slots ${formatRanges(mySlots)}, which the spec's layout does not give it; ` +
+        `${s.node.address} is not part of this cluster yet but owns slots ${formatRanges(mySlots)}, which the spec's layout does not give it; ` +
           `rcluster will not join it. Reset that node (CLUSTER RESET HARD) if it should join this cluster.`,
       );
     }
@@ -240,6 +243,9 @@ function configChange(desired: DesiredCluster, node: DesiredNode, live: LiveNode
     throw new HostError(node.host, `read ${facts.configFile}`, 'no such file; redis.configFile must name the node\'s existing redis.conf');
   }
   const result = renderNodeConf(node, { connection: desired.connection, replicasPerMaster: desired.replicasPerMaster, redisVersion: facts.redisVersion }, facts.configText);
+  if (result.changed.length > 0 && !facts.configWritable) {
+    throw new HostError(node.host, `write ${facts.configFile}`, 'not writable by the SSH user (rcluster writes a temp file beside it and renames it)');
+  }
   return { path: facts.configFile, changed: result.changed, diff: result.changed.length > 0 ? configDiff(facts.configFile, facts.configText, result.text) : '' };
 }
 

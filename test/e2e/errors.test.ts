@@ -105,6 +105,16 @@ describe('SSH and host failures', () => {
     }
   });
 
+  it('a config file that cannot be written', async () => {
+    // Read-only only inside host 58's mount namespace.
+    expect((await h.exec(58, 'mount -o remount,bind,ro /etc/redis')).code).toBe(0);
+    try {
+      await expectRefused(spec(), /^Error: 127\.0\.0\.58: write \/etc\/redis\/6379\.conf: not writable by the SSH user/);
+    } finally {
+      await h.exec(58, 'mount -o remount,bind,rw /etc/redis');
+    }
+  });
+
   it('a missing service command', async () => {
     await expectRefused(spec({ service: '/etc/init.d/redis_9999' }), /^Error: 127\.0\.0\.(57|58|53): service: \/etc\/init\.d\/redis_9999 is missing or not executable/);
   });

@@ -22,14 +22,14 @@ describe('several nodes per host', () => {
     h = await startHarness({ hosts: HOSTS });
     for (const n of HOSTS) {
       for (const p of PORTS) {
-        // A second instance installed but not started yet.
+        // A second instance installed but not started yet, and without its data directory:
+        // provisioning creates it.
         const r = await h.exec(
           n,
           [
             `sed -e 's/^port 6379$/port ${p}/' -e 's/6379/${p}/g' /etc/redis/6379.conf > /etc/redis/${p}.conf`,
             `sed -e 's/^REDISPORT=6379$/REDISPORT=${p}/' /etc/init.d/redis_6379 > /etc/init.d/redis_${p}`,
             `chmod +x /etc/init.d/redis_${p}`,
-            `mkdir -p /var/lib/redis/${p}`,
           ].join(' && '),
         );
         expect(r.code).toBe(0);

@@ -49,7 +49,7 @@ describe('an apply cut off part-way is finished by the next plan', () => {
     }
 
     const applied = await rcluster('apply', '-f', spec.file, '--auto-approve', '--json');
-    expect(applied.code).toBe(0);
+    expect({ code: applied.code, err: applied.err }).toEqual({ code: 0, err: '' });
     await expectHealthyAndConverged();
   });
 

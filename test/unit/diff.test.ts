@@ -195,6 +195,23 @@ describe('computePlan: a running cluster', () => {
     ]);
   });
 
+  it('an apply cut off right after MEET: a node that knows only spec nodes, not the anchor yet, is met again', () => {
+    // N1 (the anchor) and N2 have met; N3 learnt N2 through N2's MEET, which N2 has not
+    // finished on its side yet, and does not know N1 at all.
+    const members: Member[] = [
+      { address: N1, slots: [CREATE_RANGES[0]!], knows: [N2] },
+      { address: N2, slots: [CREATE_RANGES[1]!], knows: [N1] },
+      { address: N3, slots: [CREATE_RANGES[2]!], knows: [N2] },
+      { address: N4, knows: [] },
+      { address: N5, knows: [] },
+      { address: N6, knows: [] },
+    ];
+    const plan = computePlan(spec(A), joinedCluster(members), NOW);
+    expect(stepsOf(plan, 'meet_node').map((s) => s.node)).toEqual([N3, N4, N5, N6]);
+    expect(kinds(plan)).not.toContain('add_slots');
+    expect(kinds(plan)).toContain('wait_join');
+  });
+
   it('interrupted create with a master half-assigned: adds exactly the slots nobody owns', () => {
     const members: Member[] = [
       { address: N1, slots: [CREATE_RANGES[0]!] },
