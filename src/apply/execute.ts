@@ -63,15 +63,19 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
       emit({ type: 'phase_start', phase: pi, title: phase.title, steps: phase.steps.map((s) => s.index) });
       // Restarts of running nodes go one at a time: never a master together with its replica.
       const limit = pLimit(phase.kind === 'restart_node' ? 1 : (deps.concurrency ?? 16));
+      // After a failure, steps still queued are not started: a bad change stops at one node.
+      let failing = false;
       const results = await Promise.allSettled(
         phase.steps.map(({ index, step }) =>
           limit(async () => {
+            if (failing) return;
             const title = describeStep(step);
             const t0 = Date.now();
             emit({ type: 'step_start', phase: pi, index, title });
             try {
               await runStep(step, ctx);
             } catch (err) {
+              failing = true;
               emit({ type: 'step_failed', phase: pi, index, title, error: (err as Error).message });
               throw Object.assign(err as Error, { stepTitle: title });
             }
@@ -116,10 +120,21 @@ async function runStep(step: Step, ctx: StepContext): Promise<void> {
     }
     case 'restart_node': {
       const node = nodeOf(step.node, ctx);
+      if (step.failoverTo) await failoverTo(step.failoverTo, step.node, ctx);
+      else if (step.saveFirst) await pool.call(step.node, 'SAVE');
       pool.drop(step.node);
       await restartNode(node, ctx.deps.driver, ctx.plan.desired.connection, editsOf(step.config));
-      // The next restart waits until this node is back in a healthy cluster.
+      // The next restart waits until this node is back in a healthy cluster and, as a replica,
+      // in sync with its master: never two copies of a shard down or stale at once.
       await waitClusterOk(ctx.plan.desired.nodes.map((n) => n.address), ctx);
+      await waitFor(
+        `${step.node} to sync with its master`,
+        async () => {
+          const info = parseInfo(String(await pool.call(step.node, 'INFO', 'replication')));
+          return info['role'] !== 'slave' || info['master_link_status'] === 'up' ? true : `master_link_status:${info['master_link_status']}`;
+        },
+        { timeoutMs: ctx.waitTimeoutMs },
+      );
       return;
     }
     case 'set_config':
@@ -185,6 +200,31 @@ async function idOf(address: string, ctx: StepContext): Promise<string> {
     ctx.ids.set(address, id);
   }
   return id;
+}
+
+/**
+ * CLUSTER FAILOVER on a synced replica, so that a master can restart as a replica without its
+ * shard going down or losing writes; waits until the two have swapped roles.
+ */
+async function failoverTo(replica: string, master: string, ctx: StepContext): Promise<void> {
+  const info = parseInfo(String(await ctx.pool.call(replica, 'INFO', 'replication')));
+  const masterId = await idOf(master, ctx);
+  const view = parseClusterNodes(String(await ctx.pool.call(replica, 'CLUSTER', 'NODES')));
+  const me = view.find((e) => e.myself);
+  if (me?.masterId !== masterId || info['master_link_status'] !== 'up') {
+    throw new Error(`${replica} is not an in-sync replica of ${master} (master_link_status:${info['master_link_status'] ?? 'none'}); not failing over, nothing restarted`);
+  }
+  await ctx.pool.call(replica, 'CLUSTER', 'FAILOVER');
+  await waitFor(
+    `${replica} to take over from ${master}`,
+    async () => {
+      const [r, m] = await Promise.all([ctx.pool.call(replica, 'INFO', 'replication'), ctx.pool.call(master, 'INFO', 'replication')]);
+      if (parseInfo(String(r))['role'] !== 'master') return `${replica} is not master yet`;
+      if (parseInfo(String(m))['role'] !== 'slave') return `${master} is not a replica yet`;
+      return true;
+    },
+    { timeoutMs: ctx.waitTimeoutMs },
+  );
 }
 
 async function addSlots(address: string, ranges: { start: number; end: number }[], ctx: StepContext): Promise<void> {

@@ -19,8 +19,12 @@ export async function startLocalNode(node: DesiredNode, driver: HostDriver, conn
   const current = await driver.readFile(node.host, configFile);
   const conf = renderNodeConf(node, { connection, replicasPerMaster: 0 }, current);
   if (current === null || conf.changed.length > 0) await driver.writeFileAtomic(node.host, configFile, conf.text, { backup: current !== null });
+  await launchLocalNode(node, driver, conf.text);
+}
 
-  const started = await driver.run(node.host, `redis-server ${sh(configFile)}`, { timeoutMs: START_TIMEOUT_MS });
+/** Start redis-server with the config file as it is, and wait until it answers. */
+async function launchLocalNode(node: DesiredNode, driver: HostDriver, confText: string): Promise<void> {
+  const started = await driver.run(node.host, `redis-server ${sh(node.redis.configFile)}`, { timeoutMs: START_TIMEOUT_MS });
   if (started.code !== 0) {
     const why = (started.stderr || started.stdout).trim().split('\n').slice(-3).join(' | ');
     throw new HostError(node.address, 'start redis-server', why || `redis-server exited ${started.code}`);
@@ -28,7 +32,7 @@ export async function startLocalNode(node: DesiredNode, driver: HostDriver, conn
   try {
     await waitUntilClusterNode(node.address, START_TIMEOUT_MS);
   } catch (err) {
-    const log = readDirective(conf.text, 'logfile');
+    const log = readDirective(confText, 'logfile');
     const tail = log ? await driver.run(node.host, `tail -n 5 ${sh(log)}`) : undefined;
     const lines = tail?.stdout.trim();
     throw new HostError(node.address, 'start redis-server', `${(err as Error).message}${lines ? `; last log lines:\n${lines}` : ''}`);
@@ -57,8 +61,12 @@ export async function waitUntilClusterNode(address: string, timeoutMs: number): 
   );
 }
 
-/** SHUTDOWN NOSAVE, then wait until the port refuses. Returns false when the node was not running. */
-export async function stopNode(address: string, timeoutMs = 15_000): Promise<boolean> {
+/**
+ * Stop a node and wait until its port refuses. `discard` (destroy): SHUTDOWN NOSAVE NOW, the data
+ * is being thrown away. Otherwise a plain SHUTDOWN, which persists as the node is configured to
+ * and lets replicas catch up. Returns false when the node was not running.
+ */
+export async function stopNode(address: string, opts: { discard: boolean }, timeoutMs = 15_000): Promise<boolean> {
   let client;
   try {
     client = await connectNode(address, { connectTimeoutMs: 1000 });
@@ -66,12 +74,12 @@ export async function stopNode(address: string, timeoutMs = 15_000): Promise<boo
     return false;
   }
   try {
-    // NOW (Redis >= 7) skips waiting for replicas to catch up: the data is being thrown away.
-    await client.call('SHUTDOWN', 'NOSAVE', 'NOW');
+    // NOW (Redis >= 7) skips waiting for replicas to catch up.
+    await client.call('SHUTDOWN', ...(opts.discard ? ['NOSAVE', 'NOW'] : []));
   } catch (err) {
     // The server closes the connection as it exits; that is the expected answer. An older
     // server rejects NOW with a syntax error and gets the plain form.
-    if (/syntax|ERR/i.test((err as Error).message)) await client.call('SHUTDOWN', 'NOSAVE').catch(() => {});
+    if (opts.discard && /syntax|ERR/i.test((err as Error).message)) await client.call('SHUTDOWN', 'NOSAVE').catch(() => {});
   } finally {
     client.disconnect();
   }
@@ -91,9 +99,7 @@ export async function provisionSshNode(node: DesiredNode, driver: HostDriver, ed
   // Redis refuses to start in a dir that does not exist; a new dataDir is created first.
   const mk = await driver.run(node.host, `mkdir -p ${sh(node.redis.dataDir)}`);
   if (mk.code !== 0) throw new HostError(node.host, `mkdir ${node.redis.dataDir}`, mk.stderr.trim() || `exited ${mk.code}`);
-  const cmd = serviceCommands(service);
-  const stop = await driver.run(node.host, cmd.stop, { timeoutMs: 60_000 });
-  const start = await driver.run(node.host, cmd.start, { timeoutMs: 60_000 });
+  const { cmd, stop, start } = await serviceRestart(node, driver);
   const logTail = async () => {
     const log = readDirective(conf.text, 'logfile');
     if (!log) return '';
@@ -119,12 +125,37 @@ export async function provisionSshNode(node: DesiredNode, driver: HostDriver, ed
   }
 }
 
-/** Restart a running node with its new config: over SSH through its service, locally itself. */
+/**
+ * Restart a running node with its new config: over SSH through its service, locally itself.
+ * If it does not come back, the previous file is put back and the node started again, so that a
+ * bad directive costs one failed step, not a node.
+ */
 export async function restartNode(node: DesiredNode, driver: HostDriver, connection: ConnectionKind, edits: ConfEdit[]): Promise<void> {
-  if (connection === 'ssh') return provisionSshNode(node, driver, edits);
-  await editConfigFile(node, driver, edits);
-  await stopNode(node.address);
-  await startLocalNode(node, driver, connection);
+  const { configFile } = node.redis;
+  const before = await driver.readFile(node.host, configFile);
+  const restart = async (): Promise<void> => {
+    if (connection === 'ssh') return provisionSshNode(node, driver, edits);
+    const conf = await editConfigFile(node, driver, edits);
+    await stopNode(node.address, { discard: false });
+    await launchLocalNode(node, driver, conf.text);
+  };
+  try {
+    await restart();
+  } catch (err) {
+    if (before === null) throw err;
+    try {
+      await driver.writeFileAtomic(node.host, configFile, before);
+      if (connection === 'ssh') await serviceRestart(node, driver);
+      else {
+        await stopNode(node.address, { discard: false });
+        await launchLocalNode(node, driver, before);
+      }
+      await waitUntilClusterNode(node.address, START_TIMEOUT_MS);
+    } catch (rollbackErr) {
+      throw new HostError(node.host, `restart ${node.address}`, `${(err as Error).message}; putting the previous ${configFile} back failed too: ${(rollbackErr as Error).message}`);
+    }
+    throw new HostError(node.host, `restart ${node.address}`, `${(err as Error).message}; the previous ${configFile} was put back and the node runs with it again`);
+  }
 }
 
 /** Apply the plan's edits to the config file as it is now; keep a backup of the previous one. */
@@ -150,6 +181,13 @@ export async function setConfigLive(node: DesiredNode, driver: HostDriver, edits
     client.disconnect();
   }
   await editConfigFile(node, driver, edits);
+}
+
+async function serviceRestart(node: DesiredNode, driver: HostDriver) {
+  const cmd = serviceCommands(node.redis.service ?? '');
+  const stop = await driver.run(node.host, cmd.stop, { timeoutMs: 60_000 });
+  const start = await driver.run(node.host, cmd.start, { timeoutMs: 60_000 });
+  return { cmd, stop, start };
 }
 
 async function answersAt(address: string): Promise<boolean> {

@@ -6,7 +6,7 @@ import { inspectCluster } from '../live/inspect.js';
 import { clusterStatus } from '../live/status.js';
 import { computePlan } from '../plan/diff.js';
 import { fingerprint } from '../plan/fingerprint.js';
-import { readPlanFile, serializePlan } from '../plan/file.js';
+import { looksLikePlanFile, readPlanFile, serializePlan } from '../plan/file.js';
 import type { Plan } from '../plan/types.js';
 import { renderPlan, summaryLine } from '../render/plan.js';
 import { formatMs, jsonProgress, listrProgress } from '../render/progress.js';
@@ -23,6 +23,7 @@ export const EXIT_ERROR = 1;
 export const EXIT_CHANGES = 2;
 
 async function loadDesired(file: string, io: Io): Promise<DesiredCluster> {
+  if (await looksLikePlanFile(file)) throw new UsageError(`${file} is a plan saved by rcluster plan --out; apply it with: rcluster apply ${file}`);
   const result = await loadSpec(file);
   for (const d of result.diagnostics) if (d.severity === 'warning') io.err(formatDiagnostic(d));
   return requireSpec(result);
@@ -56,7 +57,11 @@ async function planFor(desired: DesiredCluster): Promise<Plan> {
 export async function planCommand(opts: { file: string; out?: string; json?: boolean; detailedExitcode?: boolean }, io: Io): Promise<number> {
   const desired = await loadDesired(opts.file, io);
   const plan = await planFor(desired);
-  if (opts.out) await writeFile(opts.out, serializePlan(plan));
+  if (opts.out) {
+    await writeFile(opts.out, serializePlan(plan)).catch((err: NodeJS.ErrnoException) => {
+      throw new UsageError(`cannot write the plan to ${opts.out}: ${err.code === 'ENOENT' ? 'no such directory' : err.message}`);
+    });
+  }
   if (opts.json) io.out(JSON.stringify(planJson(plan), null, 2));
   else {
     io.out(renderPlan(plan).trimEnd());
@@ -79,6 +84,9 @@ function planJson(plan: Plan) {
 }
 
 export async function applyCommand(opts: { file?: string; planFile?: string; autoApprove?: boolean; json?: boolean }, io: Io): Promise<number> {
+  if (opts.planFile && opts.file) {
+    throw new UsageError(`give either a plan file (${opts.planFile}) or -f ${opts.file}, not both: a saved plan already names its spec`);
+  }
   let plan: Plan;
   if (opts.planFile) {
     plan = await readPlanFile(opts.planFile);

@@ -3,8 +3,7 @@ import { dirname, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import { stopNode } from '../apply/nodes.js';
 import { PlanError } from '../errors.js';
-import { connectNode } from '../live/connect.js';
-import { parseInfo } from '../live/parse.js';
+import { inspectCluster } from '../live/inspect.js';
 import type { DesiredCluster } from '../spec/types.js';
 
 export interface DestroyPlan {
@@ -13,9 +12,11 @@ export interface DestroyPlan {
 
 /** What destroy would stop and delete. A node on a spec port that rcluster did not start is refused. */
 export async function planDestroy(desired: DesiredCluster): Promise<DestroyPlan> {
+  const live = await inspectCluster(desired);
   const nodes = await Promise.all(
-    desired.nodes.map(async (n) => {
-      const running = await runningConfigFile(n.address);
+    desired.nodes.map(async (n, i) => {
+      const node = live.nodes[i];
+      const running = node?.reachable ? (node.runningConfigFile ?? '') : null;
       if (running !== null && resolve(running) !== resolve(n.redis.configFile)) {
         throw new PlanError(
           `${n.address} is a redis-server started from ${running || 'no config file'}, not from ${n.redis.configFile}; rcluster did not start it and will not stop it`,
@@ -49,7 +50,7 @@ export async function destroyLocal(desired: DesiredCluster, plan: DestroyPlan, r
   await Promise.all(
     plan.nodes.map((n) =>
       limit(async () => {
-        if (n.running && (await stopNode(n.address))) report(`stopped ${n.address}`);
+        if (n.running && (await stopNode(n.address, { discard: true }))) report(`stopped ${n.address}`);
         for (const p of n.paths) {
           await rm(p, { recursive: true, force: true });
           report(`deleted ${p}`);
@@ -62,20 +63,5 @@ export async function destroyLocal(desired: DesiredCluster, plan: DestroyPlan, r
   for (const dir of [...parents].sort((a, b) => b.length - a.length)) {
     if (!dir.split('/').includes('.rcluster')) continue;
     if ((await readdir(dir).catch(() => ['?'])).length === 0) await rmdir(dir).catch(() => {});
-  }
-}
-
-/** The config_file of the redis-server answering on the address, '' if none, null if nothing answers. */
-async function runningConfigFile(address: string): Promise<string | null> {
-  let client;
-  try {
-    client = await connectNode(address, { connectTimeoutMs: 1000 });
-  } catch {
-    return null;
-  }
-  try {
-    return parseInfo(await client.info('server'))['config_file'] ?? '';
-  } finally {
-    client.disconnect();
   }
 }

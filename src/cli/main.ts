@@ -51,7 +51,7 @@ Exit codes: 0 ok, 1 error (or unhealthy for status), 2 changes pending (plan --d
     .command('apply')
     .description('show the plan, ask for "yes", then make the changes with live progress')
     .argument('[planfile]', 'a plan saved by `rcluster plan --out` (applied as is, after checking the cluster has not changed)')
-    .addOption(fileOption())
+    .option('-f, --file <path>', `${FILE_HELP} (default: "cluster.yaml", unless a plan file is given)`)
     .option('--auto-approve', 'do not ask for confirmation (for scripts and CI)')
     .option('--json', 'print the plan and progress events as JSON lines')
     .addHelpText('after', '\nExamples:\n  $ rcluster apply -f cluster.yaml\n  $ rcluster apply -f cluster.yaml --auto-approve --json\n  $ rcluster apply plan.json')

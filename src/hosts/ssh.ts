@@ -30,6 +30,7 @@ import ssh2 from 'ssh2';
 import type { Client as SshClient, ClientChannel, ConnectConfig, SFTPWrapper, Stats } from 'ssh2';
 import pLimit from 'p-limit';
 import { HostError } from '../errors.js';
+import { sh } from './shell.js';
 import type { SshSettings } from '../spec/types.js';
 import type { HostDriver, RunOptions, RunResult } from './driver.js';
 import {
@@ -79,10 +80,6 @@ function expandHome(p: string): string {
   if (p === '~') return homedir();
   if (p.startsWith('~/')) return homedir() + p.slice(1);
   return p;
-}
-
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
 function shortCommand(command: string): string {
@@ -440,7 +437,7 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
         if (!/does not support/i.test((err as Error).message)) throw err;
       }
       if (!renamed) {
-        const r = await execOn(host, conn, `mv -f -- ${shellQuote(tmp)} ${shellQuote(target)}`, commandTimeoutMs, step);
+        const r = await execOn(host, conn, `mv -f -- ${sh(tmp)} ${sh(target)}`, commandTimeoutMs, step);
         if (r.code !== 0) throw new HostError(host, step, `cannot rename ${tmp}: ${r.stderr.trim() || `mv exited ${r.code}`}`);
       }
       created = false;

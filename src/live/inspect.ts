@@ -1,4 +1,5 @@
 import { posix } from 'node:path';
+import type { Redis } from 'ioredis';
 import pLimit from 'p-limit';
 import type { HostDriver } from '../hosts/driver.js';
 import type { DesiredCluster, DesiredNode } from '../spec/types.js';
@@ -44,8 +45,10 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver): Promise<Liv
       replication: parseReplication(info),
       keys: parseKeyspaceKeys(info),
       redisVersion: info['redis_version'],
+      runningConfigFile: info['config_file'] ?? '',
     };
     if (!live.clusterEnabled) live.onDisk = await readOnDiskView(node, driver);
+    live.unknownDirectives = await unknownDirectives(client, Object.keys(node.redis.config));
     if (live.clusterEnabled) {
       const [nodesText, infoText, myId] = await Promise.all([
         client.call('CLUSTER', 'NODES') as Promise<string>,
@@ -58,7 +61,7 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver): Promise<Liv
     }
     return live;
   } catch (err) {
-    return { ...base, reachable: false, error: describeRedisError(err) };
+    return { ...base, reachable: true, unresponsive: true, error: describeRedisError(err) };
   } finally {
     client.disconnect();
   }
@@ -116,4 +119,21 @@ async function readHostFacts(node: DesiredNode, driver: HostDriver): Promise<Hos
     }
   }
   return facts;
+}
+
+/** Directives only a config file takes: CONFIG GET knows nothing of them. */
+const FILE_ONLY = new Set(['include', 'rename-command', 'loadmodule', 'user']);
+
+/**
+ * A typo in redis.config would only show when the node fails to restart; the running server can
+ * tell now which names it does not know.
+ */
+async function unknownDirectives(client: Redis, names: string[]): Promise<string[]> {
+  const unknown: string[] = [];
+  for (const name of names) {
+    if (FILE_ONLY.has(name.toLowerCase())) continue;
+    const reply = (await client.call('CONFIG', 'GET', name)) as unknown[];
+    if (reply.length === 0) unknown.push(name);
+  }
+  return unknown;
 }

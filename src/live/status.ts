@@ -40,7 +40,7 @@ export interface ClusterStatus {
  * with keys, slots and replicas, then agreement, open slots, coverage and reachability.
  */
 export function clusterStatus(live: LiveCluster): ClusterStatus {
-  const reachable = live.nodes.filter((n) => n.reachable && n.clusterEnabled);
+  const reachable = live.nodes.filter((n) => n.reachable && n.clusterEnabled && !n.unresponsive);
   const byId = new Map<string, LiveNode>();
   for (const n of reachable) if (n.id) byId.set(n.id, n);
   const anchor = [...reachable].sort((a, b) => b.view.filter((e) => e.slots.length > 0).length - a.view.filter((e) => e.slots.length > 0).length || b.view.length - a.view.length)[0];
@@ -89,10 +89,11 @@ export function clusterStatus(live: LiveCluster): ClusterStatus {
   });
   const covered = new Set<number>();
   for (const e of view) for (const r of e.slots) for (let s = r.start; s <= r.end; s++) covered.add(s);
-  const unreachable = live.nodes.filter((n) => !n.reachable).map((n) => `${n.address} (${n.error ?? 'unreachable'})`);
-  const notClusterEnabled = live.nodes.filter((n) => n.reachable && !n.clusterEnabled).map((n) => n.address);
+  const unreachable = live.nodes.filter((n) => !n.reachable || n.unresponsive).map((n) => `${n.address} (${n.error ?? 'unreachable'})`);
+  const notClusterEnabled = live.nodes.filter((n) => n.reachable && !n.unresponsive && !n.clusterEnabled).map((n) => n.address);
   const clusterStateOk = reachable.length > 0 && reachable.every((n) => n.clusterInfo['cluster_state'] === 'ok');
-  const replicasDown = masters.flatMap((m) => m.replicas.filter((r) => r.linkUp === false).map((r) => r.address));
+  // A replica that cannot be read is not known to be in sync.
+  const replicasDown = masters.flatMap((m) => m.replicas.filter((r) => r.linkUp !== true).map((r) => r.address));
   const failed = view.filter((e) => e.fail || e.pfail).map((e) => `${addressOf(e.id, e.host, e.port)} (${e.fail ? 'fail' : 'fail?'})`);
 
   const problems: string[] = [];
@@ -103,7 +104,7 @@ export function clusterStatus(live: LiveCluster): ClusterStatus {
   if (unreachable.length > 0) problems.push(`unreachable: ${unreachable.join(', ')}`);
   if (notClusterEnabled.length > 0) problems.push(`not cluster-enabled: ${notClusterEnabled.join(', ')}`);
   if (reachable.length > 0 && !clusterStateOk) problems.push('cluster_state is not ok on every node');
-  if (replicasDown.length > 0) problems.push(`replication link down: ${replicasDown.join(', ')}`);
+  if (replicasDown.length > 0) problems.push(`replication link not up: ${replicasDown.join(', ')}`);
   if (failed.length > 0) problems.push(`failing nodes: ${failed.join(', ')}`);
 
   return {

@@ -52,6 +52,12 @@ export interface LiveNode {
   reachable: boolean;
   /** Why the node could not be read, when it could not. */
   error?: string;
+  /** It accepted the connection but failed to answer (BUSY, LOADING, a timeout): state unknown. */
+  unresponsive?: boolean;
+  /** redis.config keys this running server does not know (CONFIG GET returns nothing). */
+  unknownDirectives?: string[];
+  /** INFO server config_file: the file the running redis-server was started with. */
+  runningConfigFile?: string;
   clusterEnabled: boolean;
   /** This node's own id (cluster-enabled only). */
   id?: string;

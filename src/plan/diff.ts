@@ -1,3 +1,4 @@
+import { posix } from 'node:path';
 import { HostError, PlanError } from '../errors.js';
 import { renderNodeConf } from '../provision/nodeConf.js';
 import { configDiff, needsRestart } from '../provision/redisConf.js';
@@ -20,6 +21,10 @@ interface NodeState {
   id?: string;
   view: ClusterNodeEntry[];
   keys: number;
+  /** A replica's master_link_status is up. */
+  linkUp?: boolean;
+  /** The view is the running node's; otherwise it was read from its saved cluster config file. */
+  live: boolean;
 }
 
 /**
@@ -45,7 +50,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const states = desired.nodes.map((node) => nodeState(desired, node, liveByAddress.get(node.address)));
   // Provisioning runs in parallel; live changes next; restarts of running nodes last, one at a
   // time and replicas first, so that a shard never loses its master and replica together.
-  const hostSteps = states.map((s) => s.hostStep).filter((h): h is Step => h !== undefined);
+  const hostSteps = states.map((s) => (s.hostStep?.kind === 'restart_node' ? safeRestart(s.hostStep, s, states) : s.hostStep)).filter((h): h is Step => h !== undefined);
   const isReplica = (address: string) => states.find((s) => s.node.address === address)?.view.find((e) => e.myself)?.role === 'replica';
   steps.push(
     ...hostSteps.filter((h) => h.kind === 'provision_node'),
@@ -158,7 +163,8 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const stateOf = new Map(states.map((s) => [s.node.address, s]));
   for (const [replica, master] of roles.replicaOf) {
     // A node's own view is the truth about its role; other nodes learn it by gossip, later.
-    const me = stateOf.get(replica)?.view.find((e) => e.myself);
+    const r = stateOf.get(replica);
+    const me = r ? selfOf(r, anchor) : undefined;
     const masterId = stateOf.get(master)?.id;
     if (me && me.role === 'replica' && masterId && me.masterId === masterId) continue;
     replicate.push({ kind: 'replicate', node: replica, master });
@@ -171,8 +177,6 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
       warnings.push(`node ${e.id.slice(0, 8)} (${e.host}:${e.port}) is in the cluster but not in the spec; rcluster leaves it alone (removing nodes comes in a later version)`);
     }
   }
-  const short = desired.masters * (1 + desired.replicasPerMaster) - desired.nodes.length;
-  if (short > 0) warnings.push(`${short} replica(s) short: not every master will have ${desired.replicasPerMaster} replica(s)`);
 
   const roleList: NodeRole[] = [
     ...roles.masters.map((m, i): NodeRole => ({ node: m, role: 'master', slots: targets[i] ?? [] })),
@@ -182,7 +186,21 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
 }
 
 function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | undefined): NodeState {
-  const base = { node, keys: live?.keys ?? 0 };
+  if (live?.unresponsive) {
+    throw new PlanError(`${node.address} answers but does not report its state (${live.error}); rcluster will not plan around a node it cannot read. Try again when it responds.`);
+  }
+  if (desired.connection === 'local' && live?.reachable && live.runningConfigFile !== undefined && posix.normalize(live.runningConfigFile) !== posix.normalize(node.redis.configFile)) {
+    throw new PlanError(
+      `${node.address} is a redis-server started from ${live.runningConfigFile || 'no config file'}, not from ${node.redis.configFile}; rcluster did not start it and will not take it over. Stop it or choose another port.`,
+    );
+  }
+  const unknown = live?.unknownDirectives ?? [];
+  if (unknown.length > 0) {
+    throw new PlanError(
+      `${node.address} (redis ${live?.redisVersion ?? '?'}) does not know redis.config ${unknown.map((d) => `"${d}"`).join(', ')}: CONFIG GET returns nothing. A typo would stop the node at its next start.`,
+    );
+  }
+  const base = { node, keys: live?.keys ?? 0, linkUp: live?.replication?.masterLinkStatus === 'up', live: Boolean(live?.reachable && live.clusterEnabled) };
   const config = configChange(desired, node, live);
   if (live?.reachable && live.clusterEnabled) {
     if (!config || config.changed.length === 0) return { ...base, id: live.id, view: live.view };
@@ -229,6 +247,21 @@ function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | 
   return { ...base, hostStep, id: me?.id, view: saved };
 }
 
+/**
+ * A master restarts only after a synced replica has taken its slots over (CLUSTER FAILOVER), so
+ * that its shard stays up and no write is lost; one without such a replica is saved first.
+ */
+function safeRestart(step: Extract<Step, { kind: 'restart_node' }>, s: NodeState, states: NodeState[]): Step {
+  const me = s.view.find((e) => e.myself);
+  if (!me || me.role !== 'master' || me.slots.length === 0) return step;
+  const heir = states.find((r) => {
+    const self = r.view.find((e) => e.myself);
+    return self?.role === 'replica' && self.masterId === me.id && r.linkUp === true;
+  });
+  if (heir) return { ...step, failoverTo: heir.node.address };
+  return s.keys > 0 ? { ...step, saveFirst: true } : step;
+}
+
 function serviceOf(desired: DesiredCluster, node: DesiredNode): { service?: string } {
   return desired.connection === 'ssh' && node.redis.service ? { service: node.redis.service } : {};
 }
@@ -249,9 +282,28 @@ function configChange(desired: DesiredCluster, node: DesiredNode, live: LiveNode
   return { path: facts.configFile, changed: result.changed, diff: result.changed.length > 0 ? configDiff(facts.configFile, facts.configText, result.text) : '' };
 }
 
+/**
+ * What a node is, or will be once started. A running node says it itself. A stopped one comes
+ * back with its saved state and then follows the cluster's newer one: a master whose slots a
+ * replica took over while it was down rejoins as that replica's replica.
+ */
+function selfOf(s: NodeState, anchor: NodeState): ClusterNodeEntry | undefined {
+  const me = s.view.find((e) => e.myself);
+  if (s.live || !anchor.live || !me) return me;
+  const seen = anchor.view.find((e) => e.id === me.id);
+  if (!seen) return me;
+  if (seen.role === 'master' && seen.slots.length === 0 && me.slots.length > 0) {
+    const owns = new Set(slotList(me.slots));
+    const heir = anchor.view.find((e) => e.id !== me.id && e.role === 'master' && e.slots.some((r) => owns.has(r.start) || owns.has(r.end)));
+    if (heir) return { ...me, role: 'replica', masterId: heir.id, slots: [] };
+  }
+  return { ...me, role: seen.role, masterId: seen.masterId, slots: seen.slots };
+}
+
 /** The node whose view the plan trusts: one that owns slots and knows the most nodes. */
 function pickAnchor(states: NodeState[]): NodeState {
-  const score = (s: NodeState) => (s.view.some((e) => e.myself && e.slots.length > 0) ? 1_000_000 : 0) + s.view.length;
+  // A saved view may be stale (its node stopped before a failover): a running node is trusted first.
+  const score = (s: NodeState) => (s.live ? 2_000_000 : 0) + (s.view.some((e) => e.myself && e.slots.length > 0) ? 1_000_000 : 0) + s.view.length;
   return states.reduce((best, s) => (score(s) > score(best) ? s : best), states[0] as NodeState);
 }
 
@@ -336,7 +388,7 @@ function chooseRoles(
   const resolveId = new Map(states.filter((s) => s.id).map((s) => [s.id as string, s.node.address]));
   for (const e of anchor.view) if (!resolveId.has(e.id) && e.host) resolveId.set(e.id, `${e.host}:${e.port}`);
   for (const s of states) {
-    const me = s.view.find((e) => e.myself);
+    const me = selfOf(s, anchor);
     const master = me?.masterId ? resolveId.get(me.masterId) : undefined;
     if (me?.role === 'replica' && master) current.replicaOf.set(s.node.address, master);
   }

@@ -11,6 +11,11 @@ export function isPlanText(text: string): boolean {
   return /^\s*\{\s*"rclusterPlan"\s*:\s*true/.test(text);
 }
 
+/** Whether a file given as a spec is in fact a saved plan (unreadable files are left to the spec loader). */
+export async function looksLikePlanFile(file: string): Promise<boolean> {
+  return isPlanText(await readFile(file, 'utf8').catch(() => ''));
+}
+
 export async function readPlanFile(file: string): Promise<Plan> {
   let text: string;
   try {

@@ -11,8 +11,12 @@ export type Step =
    * `replaces`: a standalone redis on another port of the host that the restart stops.
    */
   | { kind: 'provision_node'; node: string; reason: string; config?: ConfigChange; service?: string; replaces?: string }
-  /** A running node whose config changes in a way only a restart applies; one node at a time. */
-  | { kind: 'restart_node'; node: string; reason: string; config: ConfigChange; service?: string }
+  /**
+   * A running node whose config changes in a way only a restart applies; one node at a time.
+   * A master first hands its slots to `failoverTo` (CLUSTER FAILOVER) and restarts as its replica;
+   * a master without replicas that holds keys is saved first (`saveFirst`).
+   */
+  | { kind: 'restart_node'; node: string; reason: string; config: ConfigChange; service?: string; failoverTo?: string; saveFirst?: boolean }
   /** Directives CONFIG SET changes live; the file is updated too, and nothing restarts. */
   | { kind: 'set_config'; node: string; config: ConfigChange }
   /** Give a fresh master a distinct config epoch before it meets anyone, as redis-cli create does. */

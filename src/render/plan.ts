@@ -21,7 +21,8 @@ export function renderPlan(plan: Plan): string {
   out.push(`rcluster will perform the following actions on cluster "${plan.desired.name}" (connection: ${plan.desired.connection}):`, '');
   let group: StepGroup | undefined;
   for (const step of plan.steps) {
-    const g = stepGroup(step.kind);
+    // A wait belongs with the steps it waits for, so it never opens a heading of its own.
+    const g = stepMarker(step.kind) === '·' && group ? group : stepGroup(step.kind);
     if (g !== group) {
       if (group) out.push('');
       out.push(`  ${GROUP_TITLES[g]}`);
@@ -55,8 +56,8 @@ export function summaryLine(plan: Plan): string {
   const slots = plan.steps.reduce((n, s) => n + (s.kind === 'add_slots' ? countSlots(s.ranges) : 0), 0);
   const parts = [
     [count('provision_node'), 'node(s) to provision'],
-    [count('restart_node'), 'to restart'],
-    [count('set_config'), 'to change live'],
+    [count('restart_node'), 'node(s) to restart'],
+    [count('set_config'), 'node(s) to change live'],
     [count('meet_node'), 'to meet'],
     [slots, 'slot(s) to assign'],
     [count('replicate'), 'replica(s) to attach'],

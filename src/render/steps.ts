@@ -6,8 +6,14 @@ export function describeStep(step: Step): string {
   switch (step.kind) {
     case 'provision_node':
       return step.config ? `configure ${step.node} and restart it as a cluster node${via(step.service)} (${step.reason})` : `start ${step.node} (${step.reason})`;
-    case 'restart_node':
-      return `restart ${step.node}${via(step.service)} (${step.reason})`;
+    case 'restart_node': {
+      const first = step.failoverTo
+        ? `; first ${step.failoverTo} takes over its slots (CLUSTER FAILOVER) and it comes back as that node's replica`
+        : step.saveFirst
+          ? '; SAVE first, as no in-sync replica can take over its slots'
+          : '';
+      return `restart ${step.node}${via(step.service)} (${step.reason})${first}`;
+    }
     case 'set_config':
       return `set ${step.config.changed.map((c) => `${c.directive} ${c.to}`).join(', ')} on ${step.node} live (no restart)`;
     case 'set_config_epoch':

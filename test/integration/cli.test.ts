@@ -76,6 +76,13 @@ describe('apply asks before changing anything', () => {
     spec.cleanup();
   });
 
+  it('status of a cluster with no node running says so and exits 1', async () => {
+    const r = await rcluster('status', '-f', spec.file);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain('[ERR] no node answers as a cluster node');
+    expect(r.out).toContain('[ERR] unreachable: 127.0.0.1:7221 (connection refused)');
+  });
+
   it('without a terminal and without --auto-approve it refuses, and starts nothing', async () => {
     const r = await rclusterBin(['apply', '-f', spec.file]);
     expect(r.code).toBe(1);
@@ -91,7 +98,8 @@ describe('a port taken by a redis-server that rcluster did not start', () => {
   let foreign: ChildProcess;
 
   beforeAll(async () => {
-    foreign = spawn('redis-server', ['--port', '7232', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    // Cluster-enabled, so that it looks like one of ours to anything but its config file.
+    foreign = spawn('redis-server', ['--port', '7232', '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--cluster-enabled', 'yes', '--cluster-config-file', join(spec.dir, 'foreign-nodes.conf')], { stdio: 'ignore' });
     for (let i = 0; i < 200 && !(await answers(7232)); i++) await new Promise((r) => setTimeout(r, 25));
   });
   afterAll(() => {
@@ -102,10 +110,12 @@ describe('a port taken by a redis-server that rcluster did not start', () => {
   it('plan and apply refuse, naming the node, and touch nothing', async () => {
     const r = await rclusterBin(['apply', '-f', spec.file, '--auto-approve']);
     expect(r.code).toBe(1);
-    expect(r.err).toContain('127.0.0.1:7232 answers but is not a cluster-enabled node that rcluster started');
+    expect(r.err).toContain('127.0.0.1:7232 is a redis-server started from no config file, not from');
+    expect(r.err).toContain('rcluster did not start it and will not take it over');
     expect(await answers(7232)).toBe(true);
     expect(await answers(7231)).toBe(false);
     expect(existsSync(join(spec.dir, '.rcluster'))).toBe(false);
+    expect(await withNode(7232, (r) => r.call('CLUSTER', 'INFO'))).toContain('cluster_known_nodes:1');
     const destroy = await rclusterBin(['destroy', '-f', spec.file, '--auto-approve']);
     expect(destroy.code).toBe(1);
     expect(destroy.err).toContain('127.0.0.1:7232 is a redis-server started from no config file');
@@ -143,6 +153,18 @@ describe('saved plans', () => {
     const notAPlan = await rcluster('apply', spec.file);
     expect(notAPlan.code).toBe(1);
     expect(notAPlan.err).toContain('is not a plan file written by rcluster plan --out');
+
+    const both = await rcluster('apply', planFile, '-f', spec.file);
+    expect(both.code).toBe(1);
+    expect(both.err).toContain(`give either a plan file (${planFile}) or -f ${spec.file}, not both`);
+
+    const planAsSpec = await rcluster('plan', '-f', planFile);
+    expect(planAsSpec.code).toBe(1);
+    expect(planAsSpec.err.trim()).toBe(`Error: ${planFile} is a plan saved by rcluster plan --out; apply it with: rcluster apply ${planFile}`);
+
+    const badOut = await rcluster('plan', '-f', spec.file, '--out', join(spec.dir, 'no', 'such', 'dir', 'p.json'));
+    expect(badOut.code).toBe(1);
+    expect(badOut.err.trim()).toBe(`Error: cannot write the plan to ${join(spec.dir, 'no', 'such', 'dir', 'p.json')}: no such directory`);
   });
 });
 

@@ -290,6 +290,24 @@ describe('computePlan: a running cluster', () => {
     expect(replicaPairs(plan)).toContainEqual([N1, N4]);
   });
 
+  it('a master that died and was replaced while down: only started, its stale saved view is not trusted', () => {
+    // N1, first in the spec, was master of 0-5460 when it died; its replica N4 took over.
+    const saved = joinedCluster(healthyMembers(A)).nodes.find((n) => n.address === N1)!.view;
+    const after = joinedCluster([
+      { address: N1, slots: [], failed: true, notInspected: true },
+      { address: N2, slots: [CREATE_RANGES[1]!] },
+      { address: N3, slots: [CREATE_RANGES[2]!] },
+      { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
+      { address: N5, master: N2 },
+      { address: N6, master: N3 },
+    ]);
+    const live: LiveCluster = { nodes: [unreachableNode(N1, 'connection refused', { path: '/x/nodes-7001.conf', view: saved }), ...after.nodes] };
+    const plan = computePlan(spec(A), live, NOW);
+    expect(kinds(plan)).toEqual(['provision_node', 'wait_join', 'wait_cluster_ok']);
+    expect(masters(plan).map((m) => m.node)).toEqual([N4, N2, N3]);
+    expect(replicaPairs(plan)).toContainEqual([N1, N4]);
+  });
+
   it('new nodes joining a running cluster are met via the anchor alone and become replicas', () => {
     const live: LiveCluster = { nodes: [...healthyCluster(A).nodes, freshNode(N7), freshNode(N8)] };
     const plan = computePlan(spec([...A, N7, N8], { masters: 3 }), live, NOW);

@@ -1,0 +1,111 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/apply/wait.js';
+import { answers, localSpec, ports, rcluster, withNode } from './support.js';
+
+// A running cluster with data: config changes, bad config, and a failover. No key may be lost.
+const PORTS = ports(7501, 6);
+const KEYS = 300;
+const spec = localSpec('itest-running', PORTS, 'redis:\n  nodeTimeout: 1000');
+const baseSpec = readFileSync(spec.file, 'utf8');
+
+function withConfig(lines: string[]): void {
+  writeFileSync(spec.file, baseSpec.replace('  nodeTimeout: 1000', ['  nodeTimeout: 1000', '  config:', ...lines.map((l) => `    ${l}`)].join('\n')));
+}
+
+async function allKeys(): Promise<number> {
+  const cluster = new Cluster([{ host: '127.0.0.1', port: 7501 }], { lazyConnect: true });
+  try {
+    await cluster.connect();
+    const values = await Promise.all(Array.from({ length: KEYS }, (_, i) => cluster.get(`k:${i}`)));
+    return values.filter((v, i) => v === `v${i}`).length;
+  } finally {
+    cluster.disconnect();
+  }
+}
+
+async function roleOf(port: number): Promise<string | undefined> {
+  return withNode(port, async (r) => /role:(\w+)/.exec(await r.info('replication'))?.[1]);
+}
+
+describe('a running local cluster with data', () => {
+  beforeAll(async () => {
+    expect((await rcluster('apply', '-f', spec.file, '--auto-approve', '--json')).code).toBe(0);
+    const cluster = new Cluster([{ host: '127.0.0.1', port: 7501 }], { lazyConnect: true });
+    await cluster.connect();
+    await Promise.all(Array.from({ length: KEYS }, (_, i) => cluster.set(`k:${i}`, `v${i}`)));
+    cluster.disconnect();
+  });
+  afterAll(async () => {
+    await rcluster('destroy', '-f', spec.file, '--auto-approve');
+    spec.cleanup();
+  });
+
+  it('a typo in redis.config is refused at plan time, naming the node and the directive', async () => {
+    withConfig(['maxmemroy: 1gb']);
+    const r = await rcluster('plan', '-f', spec.file);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/127\.0\.0\.1:75\d\d \(redis 7\.\d+\.\d+\) does not know redis\.config "maxmemroy"/);
+  });
+
+  it('a directive that needs a restart: replicas first, masters hand over to their replica first, and every key survives', async () => {
+    withConfig(['io-threads: 2']);
+    const plan = await rcluster('plan', '-f', spec.file);
+    expect(plan.out.match(/~ restart 127\.0\.0\.1:\d+ \(io-threads change only with a restart\)$/gm)).toHaveLength(3);
+    expect(plan.out.match(/~ restart 127\.0\.0\.1:\d+ \(io-threads change only with a restart\); first 127\.0\.0\.1:\d+ takes over its slots \(CLUSTER FAILOVER\)/gm)).toHaveLength(3);
+
+    const applied = await rcluster('apply', '-f', spec.file, '--auto-approve', '--json');
+    expect({ code: applied.code, err: applied.err }).toEqual({ code: 0, err: '' });
+    expect(await allKeys()).toBe(KEYS);
+    for (const p of PORTS) expect(await withNode(p, (r) => r.call('CONFIG', 'GET', 'io-threads'))).toEqual(['io-threads', '2']);
+    // The former replicas now hold the slots; that is not drift.
+    expect(await Promise.all(PORTS.map(roleOf))).toEqual(['slave', 'slave', 'slave', 'master', 'master', 'master']);
+    const again = await rcluster('plan', '-f', spec.file, '--detailed-exitcode');
+    expect(again.out).toContain('No changes.');
+  });
+
+  it('a value redis rejects at start: the first node gets its old config back, the rest are not touched', async () => {
+    const pidsBefore = await Promise.all(PORTS.map((p) => withNode(p, async (r) => /process_id:(\d+)/.exec(await r.info('server'))?.[1])));
+    withConfig(['io-threads: 2', 'io-threads-do-reads: maybe']);
+    const applied = await rcluster('apply', '-f', spec.file, '--auto-approve', '--json');
+    expect(applied.code).toBe(1);
+    expect(applied.err).toMatch(/Error: step failed: restart 127\.0\.0\.1:\d+ .*the previous .*redis\.conf was put back and the node runs with it again/s);
+    for (const p of PORTS) expect(await answers(p)).toBe(true);
+    const pidsAfter = await Promise.all(PORTS.map((p) => withNode(p, async (r) => /process_id:(\d+)/.exec(await r.info('server'))?.[1])));
+    // Exactly one node was restarted (and restored); the others kept running.
+    expect(pidsAfter.filter((p, i) => p !== pidsBefore[i])).toHaveLength(1);
+    for (const p of PORTS) expect(readFileSync(join(spec.dir, '.rcluster', 'itest-running', String(p), 'redis.conf'), 'utf8')).not.toContain('io-threads-do-reads maybe');
+    await waitFor('cluster ok', async () => ((await rcluster('status', '-f', spec.file)).code === 0 ? true : 'not healthy'), { timeoutMs: 30_000, intervalMs: 200 });
+    expect(await allKeys()).toBe(KEYS);
+    withConfig(['io-threads: 2']);
+    expect((await rcluster('plan', '-f', spec.file, '--detailed-exitcode')).code).toBe(0);
+  });
+
+  it('after a master dies and its replica takes over, the plan only starts the old master, which rejoins as a replica', async () => {
+    const masters = (await Promise.all(PORTS.map(async (p) => [p, await roleOf(p)] as const))).filter(([, r]) => r === 'master').map(([p]) => p);
+    const victim = masters[0]!;
+    const pid = readFileSync(join(spec.dir, '.rcluster', 'itest-running', String(victim), 'redis.pid'), 'utf8').trim();
+    process.kill(Number(pid), 'SIGKILL');
+    await waitFor(
+      'a replica to take over',
+      async () => {
+        const roles = await Promise.all(PORTS.filter((p) => p !== victim).map(roleOf));
+        return roles.filter((r) => r === 'master').length === 3 ? true : 'no failover yet';
+      },
+      { timeoutMs: 30_000, intervalMs: 100 },
+    );
+
+    const plan = await rcluster('plan', '-f', spec.file, '--json');
+    const steps = (JSON.parse(plan.out) as { steps: { kind: string; node: string }[] }).steps;
+    expect(steps.filter((s) => s.kind !== 'wait_join' && s.kind !== 'wait_cluster_ok')).toEqual([
+      expect.objectContaining({ kind: 'provision_node', node: `127.0.0.1:${victim}` }),
+    ]);
+    expect((await rcluster('apply', '-f', spec.file, '--auto-approve', '--json')).code).toBe(0);
+    expect(await roleOf(victim)).toBe('slave');
+    await waitFor('link up', async () => ((await rcluster('status', '-f', spec.file)).code === 0 ? true : 'not healthy'), { timeoutMs: 30_000, intervalMs: 200 });
+    expect(await allKeys()).toBe(KEYS);
+    expect((await rcluster('plan', '-f', spec.file, '--detailed-exitcode')).code).toBe(0);
+  });
+});
