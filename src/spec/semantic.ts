@@ -11,6 +11,15 @@ const MANAGED_DIRECTIVES: Record<string, string> = {
   'cluster-enabled': 'rcluster (always yes)',
   'cluster-config-file': 'redis.clusterConfigFile',
   'cluster-node-timeout': 'redis.nodeTimeout',
+  bind: 'nodes (each node binds its own address)',
+};
+
+/** With connection: local rcluster runs the processes itself, and needs these as it sets them. */
+const LOCAL_MANAGED_DIRECTIVES: Record<string, string> = {
+  daemonize: 'rcluster (always yes for local nodes)',
+  pidfile: 'rcluster (the node directory, for local nodes)',
+  logfile: 'rcluster (the node directory, for local nodes)',
+  'cluster-announce-ip': 'nodes (the node address, for local nodes)',
 };
 
 const MIN_MASTERS = 3;
@@ -115,7 +124,7 @@ function redisIssues(data: Record<string, unknown>): Issue[] {
   const config = redis.config;
   if (isPlainObject(config)) {
     for (const directive of Object.keys(config)) {
-      const owner = MANAGED_DIRECTIVES[directive.toLowerCase()];
+      const owner = MANAGED_DIRECTIVES[directive.toLowerCase()] ?? (data.connection === 'local' ? LOCAL_MANAGED_DIRECTIVES[directive.toLowerCase()] : undefined);
       if (owner) out.push(error(['redis', 'config', directive], `redis.config must not set "${directive}": it comes from ${owner}`, 'key'));
     }
   }

@@ -64,6 +64,8 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ['nodeTimeout too small', `name: x\nredis:\n  nodeTimeout: 50\n${SIX}`, 3, 16, '"nodeTimeout" must be an integer of at least 100 (got 50)'],
     ['config value of the wrong type', `name: x\nredis:\n  config:\n    save: [1, 2]\n${SIX}`, 4, 11, '"save" must be a string, number or boolean (got a list)'],
     ['config sets a managed directive', `name: x\nredis:\n  config:\n    cluster-enabled: yes\n${SIX}`, 4, 5, 'redis.config must not set "cluster-enabled"'],
+    ['config sets bind', `name: x\nredis:\n  config:\n    bind: 0.0.0.0\n${SIX}`, 4, 5, 'redis.config must not set "bind": it comes from nodes'],
+    ['config sets daemonize on a local node', `name: x\nconnection: local\nredis:\n  config:\n    daemonize: no\n${SIX}`, 5, 5, 'redis.config must not set "daemonize"'],
     ['config directive name', `name: x\nredis:\n  config:\n    "max memory": 1gb\n${SIX}`, 4, 5, '"max memory" is not a valid redis.conf directive name'],
     ['relative remote path', `name: x\nredis:\n  dataDir: data/{port}\n${SIX}`, 3, 12, '"dataDir" must be an absolute path for connection ssh'],
     ['unknown placeholder', `name: x\nredis:\n  configFile: /etc/redis/{name}.conf\n${SIX}`, 3, 15, 'unknown placeholder {name} (allowed: {host}, {port})'],
