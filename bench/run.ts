@@ -27,12 +27,12 @@ function run(cmd: string, args: string[]): Promise<void> {
   });
 }
 
-async function healthy(ports: number[]): Promise<void> {
+async function healthy(ports: number[], hostOf: (port: number) => string = () => '127.0.0.1'): Promise<void> {
   await waitFor(
     'cluster healthy',
     async () => {
       for (const p of ports) {
-        const c = await connectNode(`127.0.0.1:${p}`);
+        const c = await connectNode(`${hostOf(p)}:${p}`);
         try {
           if (!String(await c.call('CLUSTER', 'INFO')).includes('cluster_state:ok')) return `${p} not ok`;
           const repl = await c.info('replication');
@@ -84,6 +84,45 @@ function summary(xs: number[]): string {
   return `median ${(median / 1000).toFixed(2)} s (min ${((sorted[0] ?? NaN) / 1000).toFixed(2)}, max ${((sorted[sorted.length - 1] ?? NaN) / 1000).toFixed(2)}, n=${xs.length})`;
 }
 
+/** The runbook's create over SSH, on the test hosts 127.0.0.51-56 (root only). */
+async function sshCreate(): Promise<number | string> {
+  const { harnessAvailable, startHarness } = await import('../test/harness/index.js');
+  const available = harnessAvailable();
+  if (!available.ok) return `not measured: ${available.why}`;
+  const hosts = [51, 52, 53, 54, 55, 56];
+  const h = await startHarness({ hosts });
+  const dir = mkdtempSync(join(tmpdir(), 'rcluster-bench-ssh-'));
+  try {
+    const file = join(dir, 'seed.yaml');
+    writeFileSync(
+      file,
+      [
+        'name: bench-seed',
+        'connection: ssh',
+        'ssh:',
+        '  user: root',
+        `  identityFile: ${h.identityFile}`,
+        `  knownHostsFile: ${h.knownHostsFile}`,
+        'redis:',
+        '  configFile: /etc/redis/6379.conf',
+        '  service: /etc/init.d/redis_6379',
+        '  dataDir: /var/lib/redis/6379',
+        '  clusterConfigFile: nodes-6379.conf',
+        '  nodeTimeout: 5000',
+        'nodes:',
+        ...hosts.map((n) => `  - 127.0.0.${n}:${6300 + n}`),
+      ].join('\n') + '\n',
+    );
+    const t0 = performance.now();
+    await rcluster('apply', '-f', file, '--auto-approve', '--json');
+    await healthy(hosts.map((n) => 6300 + n), (p) => `127.0.0.${p - 6300}`);
+    return performance.now() - t0;
+  } finally {
+    await h.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const ours: number[] = [];
 const theirs: number[] = [];
 for (let i = 0; i < RUNS; i++) {
@@ -101,3 +140,13 @@ console.log('create a 3 masters + 3 replicas cluster from nothing (127.0.0.1, re
 console.log(`  rcluster apply            ${summary(ours)}`);
 console.log(`  redis-cli --cluster create ${summary(theirs)}`);
 console.log(`  ratio                     ${(Math.min(...ours) / Math.min(...theirs)).toFixed(2)}x (best of each)`);
+
+const ssh: (number | string)[] = [];
+for (let i = 0; i < RUNS; i++) {
+  const r = await sshCreate();
+  ssh.push(r);
+  if (typeof r === 'string') break;
+}
+const sshTimes = ssh.filter((x): x is number => typeof x === 'number');
+console.log('\nthe runbook\'s create over SSH: six fresh test hosts (standalone redis on :6379) to a healthy 3+3 cluster:');
+console.log(`  rcluster apply            ${sshTimes.length > 0 ? summary(sshTimes) : ssh[0]}`);
