@@ -39,13 +39,16 @@ function deferred(): Deferred {
 export function listrProgress(phases: Phase[]): ProgressView {
   const gates = phases.map(() => deferred());
   const tasks = new Map<number, ListrTaskWrapper<unknown, never, never>>();
-  const running = new Map<number, Set<string>>();
+  const doneTitles = new Map<number, string>();
   const listr = new Listr(
     phases.map((phase, i) => ({
       title: phase.title,
       task: async (_ctx: unknown, task: ListrTaskWrapper<unknown, never, never>) => {
         tasks.set(i, task);
         await gates[i]?.promise;
+        // Set here: a fast phase may finish before listr2 has started its task.
+        const done = doneTitles.get(i);
+        if (done) task.title = done;
       },
     })),
     {
@@ -64,18 +67,11 @@ export function listrProgress(phases: Phase[]): ProgressView {
     emit(e) {
       const task = 'phase' in e ? tasks.get(e.phase) : undefined;
       switch (e.type) {
-        case 'step_start': {
-          const set = running.get(e.phase) ?? new Set();
-          set.add(e.title);
-          running.set(e.phase, set);
+        case 'step_start':
           if (task) task.output = e.title;
           break;
-        }
-        case 'step_done':
-          running.get(e.phase)?.delete(e.title);
-          break;
         case 'phase_done':
-          if (task) task.title = `${phases[e.phase]?.title} (${formatMs(e.ms)})`;
+          doneTitles.set(e.phase, `${phases[e.phase]?.title} (${formatMs(e.ms)})`);
           gates[e.phase]?.resolve();
           break;
         case 'phase_failed':
