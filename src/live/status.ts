@@ -1,3 +1,4 @@
+import { pickAnchor } from './anchor.js';
 import { countSlots, formatRanges, SLOT_COUNT } from './parse.js';
 import type { ClusterNodeEntry, LiveCluster, LiveNode } from './types.js';
 
@@ -43,7 +44,7 @@ export function clusterStatus(live: LiveCluster): ClusterStatus {
   const reachable = live.nodes.filter((n) => n.reachable && n.clusterEnabled && !n.unresponsive);
   const byId = new Map<string, LiveNode>();
   for (const n of reachable) if (n.id) byId.set(n.id, n);
-  const anchor = [...reachable].sort((a, b) => b.view.filter((e) => e.slots.length > 0).length - a.view.filter((e) => e.slots.length > 0).length || b.view.length - a.view.length)[0];
+  const anchor = pickAnchor(reachable.map((n) => ({ ...n, live: true })));
   // Roles as each node reports itself: gossip tells the others a moment later.
   const self = new Map<string, ClusterNodeEntry>();
   for (const n of reachable) {

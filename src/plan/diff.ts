@@ -6,6 +6,7 @@ import type { ClusterNodeEntry, LiveCluster, LiveNode, SlotRange } from '../live
 import type { DesiredCluster, DesiredNode } from '../spec/types.js';
 import { fingerprint } from './fingerprint.js';
 import { allocateRoles, type CurrentRoles, type Roles } from './roles.js';
+import { pickAnchor } from '../live/anchor.js';
 import { formatRanges } from '../live/parse.js';
 import { slotList, splitSlots, toRanges, SLOT_COUNT } from './slots.js';
 import type { ConfigChange, NodeRole, Plan, Step } from './types.js';
@@ -59,7 +60,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   );
 
   const resolve = addressResolver(states);
-  const anchor = pickAnchor(states);
+  const anchor = pickAnchor(states) as NodeState;
   const members = new Set(anchor.view.filter((e) => !e.handshake && !e.noaddr).map((e) => resolve(e, anchor)).filter((a): a is string => !!a));
   members.add(anchor.node.address);
 
@@ -298,13 +299,6 @@ function selfOf(s: NodeState, anchor: NodeState): ClusterNodeEntry | undefined {
     if (heir) return { ...me, role: 'replica', masterId: heir.id, slots: [] };
   }
   return { ...me, role: seen.role, masterId: seen.masterId, slots: seen.slots };
-}
-
-/** The node whose view the plan trusts: one that owns slots and knows the most nodes. */
-function pickAnchor(states: NodeState[]): NodeState {
-  // A saved view may be stale (its node stopped before a failover): a running node is trusted first.
-  const score = (s: NodeState) => (s.live ? 2_000_000 : 0) + (s.view.some((e) => e.myself && e.slots.length > 0) ? 1_000_000 : 0) + s.view.length;
-  return states.reduce((best, s) => (score(s) > score(best) ? s : best), states[0] as NodeState);
 }
 
 /** Maps a CLUSTER NODES entry, seen from `from`, to the spec address of that node (or undefined). */
