@@ -17,6 +17,7 @@ import { confirm } from './confirm.js';
 import { driverFor } from './drivers.js';
 import { destroyLocal, planDestroy, renderDestroy } from './destroy.js';
 import type { Io } from './io.js';
+import { withLocalLock } from './lock.js';
 
 export const EXIT_OK = 0;
 export const EXIT_ERROR = 1;
@@ -87,26 +88,35 @@ export async function applyCommand(opts: { file?: string; planFile?: string; aut
   if (opts.planFile && opts.file) {
     throw new UsageError(`give either a plan file (${opts.planFile}) or -f ${opts.file}, not both: a saved plan already names its spec`);
   }
-  let plan: Plan;
-  if (opts.planFile) {
-    plan = await readPlanFile(opts.planFile);
-    await refuseStalePlan(plan, opts.planFile);
-  } else {
-    plan = await planFor(await loadDesired(opts.file ?? 'cluster.yaml', io));
-  }
-  if (opts.json) io.out(JSON.stringify({ type: 'plan', ...planJson(plan) }));
-  else io.out(renderPlan(plan).trimEnd());
-  if (plan.steps.length === 0) return EXIT_OK;
-
-  // A saved plan was reviewed when it was made; that is terraform's contract too.
-  if (!opts.autoApprove && !opts.planFile) {
-    const ok = await confirm(io);
-    if (!ok) {
-      io.err('Apply cancelled.');
-      return EXIT_ERROR;
+  const saved = opts.planFile ? await readPlanFile(opts.planFile) : undefined;
+  const desired = saved?.desired ?? (await loadDesired(opts.file ?? 'cluster.yaml', io));
+  // Held from planning to the last step, so that no other apply plans against a moving cluster.
+  return withLocalLock(desired, async () => {
+    let plan: Plan;
+    if (saved && opts.planFile) {
+      plan = saved;
+      await refuseStalePlan(plan, opts.planFile);
+    } else {
+      plan = await planFor(desired);
     }
-  }
+    if (opts.json) io.out(JSON.stringify({ type: 'plan', ...planJson(plan) }));
+    else io.out(renderPlan(plan).trimEnd());
+    if (plan.steps.length === 0) return EXIT_OK;
 
+    // A saved plan was reviewed when it was made; that is terraform's contract too.
+    if (!opts.autoApprove && !opts.planFile) {
+      const ok = await confirm(io);
+      if (!ok) {
+        io.err('Apply cancelled.');
+        return EXIT_ERROR;
+      }
+    }
+    await runPlan(plan, opts, io);
+    return EXIT_OK;
+  });
+}
+
+async function runPlan(plan: Plan, opts: { file?: string; planFile?: string; json?: boolean }, io: Io): Promise<void> {
   const driver = driverFor(plan.desired);
   const view = opts.json ? jsonProgress((l) => io.out(l)) : listrProgress(phasesOf(plan));
   const started = Date.now();
@@ -127,7 +137,6 @@ export async function applyCommand(opts: { file?: string; planFile?: string; aut
   const ms = Date.now() - started;
   if (opts.json) io.out(JSON.stringify({ type: 'apply_complete', steps: plan.steps.length, ms }));
   else io.out(`\nApply complete: ${plan.steps.length} step(s) in ${formatMs(ms)}.`);
-  return EXIT_OK;
 }
 
 async function refuseStalePlan(plan: Plan, planFile: string): Promise<void> {
@@ -159,6 +168,10 @@ export async function destroyCommand(opts: { file: string; autoApprove?: boolean
         `rcluster will not stop nodes or delete data on other hosts in this version.`,
     );
   }
+  return withLocalLock(desired, () => destroyLocked(desired, opts, io));
+}
+
+async function destroyLocked(desired: DesiredCluster, opts: { autoApprove?: boolean; json?: boolean }, io: Io): Promise<number> {
   const plan = await planDestroy(desired);
   if (opts.json) io.out(JSON.stringify({ type: 'destroy_plan', ...plan }));
   else io.out(renderDestroy(desired, plan).trimEnd());

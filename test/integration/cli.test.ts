@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/apply/wait.js';
 import { answers, localSpec, ports, rcluster, rclusterBin, withNode } from './support.js';
 
 const NO_STACK = /^\s+at .+\(.+:\d+:\d+\)$/m;
@@ -198,6 +199,26 @@ describe('a step that fails mid-apply', () => {
     expect(steps.map((s) => s.kind)).toEqual(['replicate', 'wait_replication']);
     expect(steps[0]?.node).toBe(replicate.node);
     expect((await rcluster('apply', '-f', spec.file, '--auto-approve', '--json')).code).toBe(0);
+    expect((await rcluster('plan', '-f', spec.file, '--detailed-exitcode')).code).toBe(0);
+  });
+});
+
+describe('two applies at once on one local cluster', () => {
+  const spec = localSpec('itest-lock', ports(7261, 3), 'replicasPerMaster: 0');
+  afterAll(async () => {
+    await rcluster('destroy', '-f', spec.file, '--auto-approve');
+    spec.cleanup();
+  });
+
+  it('the second is refused while the first holds the lock, and the lock is gone afterwards', async () => {
+    const lock = join(spec.dir, '.rcluster', 'itest-lock', 'apply.lock');
+    const first = rclusterBin(['apply', '-f', spec.file, '--auto-approve']);
+    await waitFor('the first apply to take the lock', async () => (existsSync(lock) ? true : 'no lock yet'), { timeoutMs: 10_000, intervalMs: 10 });
+    const second = await rcluster('apply', '-f', spec.file, '--auto-approve');
+    expect(second.code).toBe(1);
+    expect(second.err).toMatch(/^Error: another rcluster \(pid \d+\) is changing cluster "itest-lock" right now; wait for it to finish/);
+    expect((await first).code).toBe(0);
+    expect(existsSync(lock)).toBe(false);
     expect((await rcluster('plan', '-f', spec.file, '--detailed-exitcode')).code).toBe(0);
   });
 });
