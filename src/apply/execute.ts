@@ -10,7 +10,7 @@ import type { ConfigChange, Plan, Step, StepKind } from '../plan/types.js';
 import type { ConfEdit } from '../provision/redisConf.js';
 import { SLOT_COUNT } from '../plan/slots.js';
 import { describeStep, phaseTitle } from '../render/steps.js';
-import { provisionSshNode, restartNode, setConfigLive, startLocalNode } from './nodes.js';
+import { provisionSshNode, restartNode, runningIdentity, setConfigLive, startLocalNode } from './nodes.js';
 import { NodePool } from './pool.js';
 import { waitFor } from './wait.js';
 
@@ -120,21 +120,32 @@ async function runStep(step: Step, ctx: StepContext): Promise<void> {
     }
     case 'restart_node': {
       const node = nodeOf(step.node, ctx);
-      if (step.failoverTo) await failoverTo(step.failoverTo, step.node, ctx);
-      else if (step.saveFirst) await pool.call(step.node, 'SAVE');
-      pool.drop(step.node);
-      await restartNode(node, ctx.deps.driver, ctx.plan.desired.connection, editsOf(step.config));
+      const members = ctx.plan.desired.nodes.map((n) => n.address);
+      // Checked again now, not only at plan time: a failover since then changes who may stop.
+      await waitClusterOk(members, ctx, 10_000);
+      const role = parseInfo(String(await pool.call(step.node, 'INFO', 'replication')));
+      const ownsSlots = parseClusterNodes(String(await pool.call(step.node, 'CLUSTER', 'NODES'))).some((e) => e.myself && e.slots.length > 0);
+      if (role['role'] === 'slave' && role['master_link_status'] !== 'up') {
+        throw new Error(`${step.node} is a replica whose link to its master is down; restarting it now could leave its shard without a copy in sync. Nothing was restarted`);
+      }
+      let minKeys: number | undefined;
+      if (role['role'] === 'master' && ownsSlots) {
+        if (step.failoverTo) await failoverTo(step.failoverTo, step.node, ctx);
+        else minKeys = await pauseAndSave(step.node, ctx);
+      }
+      try {
+        const identity = { ...(await runningIdentity(step.node)), ...(minKeys !== undefined ? { minKeys } : {}) };
+        pool.drop(step.node);
+        await restartNode(node, ctx.deps.driver, ctx.plan.desired.connection, editsOf(step.config), identity);
+      } catch (err) {
+        // If it never stopped, its writes must not stay paused.
+        if (minKeys !== undefined) await pool.call(step.node, 'CLIENT', 'UNPAUSE').catch(() => {});
+        throw err;
+      }
       // The next restart waits until this node is back in a healthy cluster and, as a replica,
       // in sync with its master: never two copies of a shard down or stale at once.
-      await waitClusterOk(ctx.plan.desired.nodes.map((n) => n.address), ctx);
-      await waitFor(
-        `${step.node} to sync with its master`,
-        async () => {
-          const info = parseInfo(String(await pool.call(step.node, 'INFO', 'replication')));
-          return info['role'] !== 'slave' || info['master_link_status'] === 'up' ? true : `master_link_status:${info['master_link_status']}`;
-        },
-        { timeoutMs: ctx.waitTimeoutMs },
-      );
+      await waitClusterOk(members, ctx);
+      await waitReplicasInSync([step.node], ctx);
       return;
     }
     case 'set_config':
@@ -166,18 +177,7 @@ async function runStep(step: Step, ctx: StepContext): Promise<void> {
       return;
     }
     case 'wait_replication':
-      await waitFor(
-        'replicas to sync with their masters',
-        async () => {
-          for (const r of step.replicas) {
-            const info = parseInfo(String(await pool.call(r, 'INFO', 'replication')));
-            if (info['role'] !== 'slave') return `${r} is not a replica yet`;
-            if (info['master_link_status'] !== 'up') return `${r}: master_link_status:${info['master_link_status'] ?? 'unknown'}`;
-          }
-          return true;
-        },
-        { timeoutMs: ctx.waitTimeoutMs },
-      );
+      await waitReplicasInSync(step.replicas, ctx, { mustBeReplicas: true });
       return;
   }
 }
@@ -200,6 +200,58 @@ async function idOf(address: string, ctx: StepContext): Promise<string> {
     ctx.ids.set(address, id);
   }
   return id;
+}
+
+/** Every node given that is a replica reports master_link_status:up (and, if asked, is a replica). */
+async function waitReplicasInSync(nodes: string[], ctx: StepContext, opts: { mustBeReplicas?: boolean } = {}): Promise<void> {
+  await waitFor(
+    'replicas to sync with their masters',
+    async () => {
+      for (const r of nodes) {
+        const info = parseInfo(String(await ctx.pool.call(r, 'INFO', 'replication')));
+        if (info['role'] !== 'slave') {
+          if (opts.mustBeReplicas) return `${r} is not a replica yet`;
+          continue;
+        }
+        if (info['master_link_status'] !== 'up') return `${r}: master_link_status:${info['master_link_status'] ?? 'unknown'}`;
+      }
+      return true;
+    },
+    { timeoutMs: ctx.waitTimeoutMs },
+  );
+}
+
+/**
+ * A master with no replica to take over is saved before it stops: writes are paused (clients
+ * wait, nothing acknowledged is lost), a background save runs to completion, and the key count
+ * it had is returned so that the restart can be checked against it.
+ */
+async function pauseAndSave(address: string, ctx: StepContext): Promise<number> {
+  // Long enough for the save and the restart; the restart itself ends the pause.
+  await ctx.pool.call(address, 'CLIENT', 'PAUSE', 10 * 60_000, 'WRITE');
+  const keys = Number(await ctx.pool.call(address, 'DBSIZE'));
+  await ctx.pool.call(address, 'BGSAVE').catch((err: Error) => {
+    // One already running (a scheduled save) will do if it finishes with nothing left unsaved.
+    if (!/in progress/i.test(err.message)) throw err;
+  });
+  await waitFor(
+    `${address} to finish saving`,
+    async () => {
+      const p = parseInfo(String(await ctx.pool.call(address, 'INFO', 'persistence')));
+      if (p['rdb_bgsave_in_progress'] !== '0') return 'saving';
+      if (p['rdb_last_bgsave_status'] !== 'ok') throw new Error(`BGSAVE failed (rdb_last_bgsave_status:${p['rdb_last_bgsave_status']}); not restarting`);
+      if (p['rdb_changes_since_last_save'] !== '0') {
+        await ctx.pool.call(address, 'BGSAVE').catch(() => {});
+        return 'changes since the last save';
+      }
+      return true;
+    },
+    { timeoutMs: 10 * 60_000, intervalMs: 100 },
+  ).catch(async (err) => {
+    await ctx.pool.call(address, 'CLIENT', 'UNPAUSE').catch(() => {});
+    throw err;
+  });
+  return keys;
 }
 
 /**
@@ -294,7 +346,7 @@ async function announceSlotOwners(nodes: string[], ctx: StepContext): Promise<vo
 }
 
 /** Every node reports cluster_state:ok, all slots assigned, and the same slot owners. */
-async function waitClusterOk(nodes: string[], ctx: StepContext): Promise<void> {
+async function waitClusterOk(nodes: string[], ctx: StepContext, timeoutMs = ctx.waitTimeoutMs): Promise<void> {
   await waitFor(
     'every node to agree on the slots and report cluster_state:ok',
     async () => {
@@ -310,7 +362,7 @@ async function waitClusterOk(nodes: string[], ctx: StepContext): Promise<void> {
       }
       return true;
     },
-    { timeoutMs: ctx.waitTimeoutMs },
+    { timeoutMs },
   );
 }
 

@@ -130,14 +130,61 @@ export async function provisionSshNode(node: DesiredNode, driver: HostDriver, ed
  * If it does not come back, the previous file is put back and the node started again, so that a
  * bad directive costs one failed step, not a node.
  */
-export async function restartNode(node: DesiredNode, driver: HostDriver, connection: ConnectionKind, edits: ConfEdit[]): Promise<void> {
+export interface RunningIdentity {
+  /** CLUSTER MYID: the node must come back as itself. */
+  id: string;
+  /** INFO server run_id: a new process, not the old one still answering. */
+  runId: string;
+  /** When the node was saved before its restart: it must come back with at least these keys. */
+  minKeys?: number;
+}
+
+/** Who is answering on a node's port now. */
+export async function runningIdentity(address: string): Promise<RunningIdentity> {
+  const client = await connectNode(address);
+  try {
+    const [id, info] = await Promise.all([client.call('CLUSTER', 'MYID') as Promise<string>, client.info('server')]);
+    return { id, runId: parseInfo(info)['run_id'] ?? '' };
+  } finally {
+    client.disconnect();
+  }
+}
+
+/** After a restart: the same node, a new process, its data loaded. */
+async function verifyRestarted(address: string, before: RunningIdentity): Promise<void> {
+  await waitFor(
+    `${address} to finish loading its data`,
+    async () => {
+      const client = await connectNode(address);
+      try {
+        return parseInfo(await client.info('persistence'))['loading'] === '0' ? true : 'still loading';
+      } finally {
+        client.disconnect();
+      }
+    },
+    { timeoutMs: 10 * 60_000, intervalMs: 100 },
+  );
+  const after = await runningIdentity(address);
+  if (after.runId === before.runId) throw new Error('the old redis-server process is still the one answering: it was not stopped');
+  if (after.id !== before.id) throw new Error(`it came back as a different node (id ${after.id.slice(0, 8)}, was ${before.id.slice(0, 8)}): its cluster config file was not found`);
+  if (before.minKeys !== undefined) {
+    const client = await connectNode(address);
+    const keys = Number(await client.dbsize().finally(() => client.disconnect()));
+    if (keys < before.minKeys) throw new Error(`it came back with ${keys} key(s) of the ${before.minKeys} saved before the restart`);
+  }
+}
+
+export async function restartNode(node: DesiredNode, driver: HostDriver, connection: ConnectionKind, edits: ConfEdit[], identity: RunningIdentity): Promise<void> {
   const { configFile } = node.redis;
   const before = await driver.readFile(node.host, configFile);
   const restart = async (): Promise<void> => {
-    if (connection === 'ssh') return provisionSshNode(node, driver, edits);
-    const conf = await editConfigFile(node, driver, edits);
-    await stopNode(node.address, { discard: false });
-    await launchLocalNode(node, driver, conf.text);
+    if (connection === 'ssh') await provisionSshNode(node, driver, edits);
+    else {
+      const conf = await editConfigFile(node, driver, edits);
+      await stopNode(node.address, { discard: false });
+      await launchLocalNode(node, driver, conf.text);
+    }
+    await verifyRestarted(node.address, identity);
   };
   try {
     await restart();

@@ -53,11 +53,10 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   // time and replicas first, so that a shard never loses its master and replica together.
   const hostSteps = states.map((s) => (s.hostStep?.kind === 'restart_node' ? safeRestart(s.hostStep, s, states) : s.hostStep)).filter((h): h is Step => h !== undefined);
   const isReplica = (address: string) => states.find((s) => s.node.address === address)?.view.find((e) => e.myself)?.role === 'replica';
-  steps.push(
-    ...hostSteps.filter((h) => h.kind === 'provision_node'),
-    ...hostSteps.filter((h) => h.kind === 'set_config'),
-    ...hostSteps.filter((h) => h.kind === 'restart_node').sort((a, b) => Number(isReplica(b.node)) - Number(isReplica(a.node))),
-  );
+  steps.push(...hostSteps.filter((h) => h.kind === 'provision_node'), ...hostSteps.filter((h) => h.kind === 'set_config'));
+  // Restarts come last, once every node has joined and every replica is attached: their
+  // failovers swap roles the earlier steps were planned on, and each waits for the whole cluster.
+  const restarts = hostSteps.filter((h) => h.kind === 'restart_node').sort((a, b) => Number(isReplica(b.node)) - Number(isReplica(a.node)));
 
   const resolve = addressResolver(states);
   const anchor = pickAnchor(states) as NodeState;
@@ -125,7 +124,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
 
   const creating =
     states.every((s) => s.view.every((e) => e.myself && e.configEpoch === 0)) && [...claims].every(([a, ranges]) => fitsLayout(layout, a, ranges));
-  const provisioning = steps.some((h) => h.kind === 'provision_node' || h.kind === 'restart_node');
+  const provisioning = steps.some((h) => h.kind === 'provision_node');
 
   // Distinct epochs up front spare the cluster a round of epoch-collision resolution.
   const epochs: Step[] = creating ? states.map((s, i) => ({ kind: 'set_config_epoch', node: s.node.address, epoch: i + 1 })) : [];
@@ -172,6 +171,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   }
   steps.push(...replicate);
   if (replicate.length > 0) steps.push({ kind: 'wait_replication', replicas: replicate.map((s) => (s as { node: string }).node) });
+  steps.push(...restarts);
 
   for (const e of anchor.view) {
     if (!resolve(e, anchor) && !e.handshake) {
@@ -204,6 +204,7 @@ function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | 
   const base = { node, keys: live?.keys ?? 0, linkUp: live?.replication?.masterLinkStatus === 'up', live: Boolean(live?.reachable && live.clusterEnabled) };
   const config = configChange(desired, node, live);
   if (live?.reachable && live.clusterEnabled) {
+    refuseDataMove(node, config, 'a running cluster node');
     if (!config || config.changed.length === 0) return { ...base, id: live.id, view: live.view };
     const restartFor = config.changed.filter((c) => needsRestart(c.directive)).map((c) => c.directive);
     const hostStep: Step =
@@ -234,6 +235,7 @@ function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | 
     );
   }
   const saved = live?.onDisk?.view ?? [];
+  if (saved.length > 0) refuseDataMove(node, config, `a node with saved cluster state (${live?.onDisk?.path})`);
   const me = saved.find((e) => e.myself);
   let reason = saved.length > 0 ? `not running; restarts with the state in ${live?.onDisk?.path}` : 'not running';
   if (live?.reachable) reason = 'answers with cluster-enabled off';
@@ -250,7 +252,8 @@ function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | 
 
 /**
  * A master restarts only after a synced replica has taken its slots over (CLUSTER FAILOVER), so
- * that its shard stays up and no write is lost; one without such a replica is saved first.
+ * that its shard stays up and no write is lost; one without such a replica has its writes paused
+ * and is saved first.
  */
 function safeRestart(step: Extract<Step, { kind: 'restart_node' }>, s: NodeState, states: NodeState[]): Step {
   const me = s.view.find((e) => e.myself);
@@ -259,8 +262,19 @@ function safeRestart(step: Extract<Step, { kind: 'restart_node' }>, s: NodeState
     const self = r.view.find((e) => e.myself);
     return self?.role === 'replica' && self.masterId === me.id && r.linkUp === true;
   });
-  if (heir) return { ...step, failoverTo: heir.node.address };
-  return s.keys > 0 ? { ...step, saveFirst: true } : step;
+  return heir ? { ...step, failoverTo: heir.node.address } : { ...step, saveFirst: true };
+}
+
+/** Where a node keeps its data and identity: changing one would start it empty, or as a new node. */
+const DATA_LOCATION = new Set(['dir', 'dbfilename', 'cluster-config-file', 'appendfilename', 'appenddirname']);
+
+function refuseDataMove(node: DesiredNode, config: ConfigChange | undefined, what: string): void {
+  const moved = (config?.changed ?? []).filter((c) => DATA_LOCATION.has(c.directive.toLowerCase()));
+  if (moved.length === 0) return;
+  throw new PlanError(
+    `${node.address}: changing ${moved.map((c) => `${c.directive} (${c.from ?? 'default'} -> ${c.to})`).join(', ')} on ${what} would restart it without its data or its cluster identity; ` +
+      `rcluster does not move data files. Keep the current value in the spec, or move the files by hand first.`,
+  );
 }
 
 function serviceOf(desired: DesiredCluster, node: DesiredNode): { service?: string } {

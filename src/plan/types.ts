@@ -14,7 +14,8 @@ export type Step =
   /**
    * A running node whose config changes in a way only a restart applies; one node at a time.
    * A master first hands its slots to `failoverTo` (CLUSTER FAILOVER) and restarts as its replica;
-   * a master without replicas that holds keys is saved first (`saveFirst`).
+   * a master without an in-sync replica has its writes paused and is saved first (`saveFirst`).
+   * Apply checks the roles again when it gets there.
    */
   | { kind: 'restart_node'; node: string; reason: string; config: ConfigChange; service?: string; failoverTo?: string; saveFirst?: boolean }
   /** Directives CONFIG SET changes live; the file is updated too, and nothing restarts. */

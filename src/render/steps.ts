@@ -10,7 +10,7 @@ export function describeStep(step: Step): string {
       const first = step.failoverTo
         ? `; first ${step.failoverTo} takes over its slots (CLUSTER FAILOVER) and it comes back as that node's replica`
         : step.saveFirst
-          ? '; SAVE first, as no in-sync replica can take over its slots'
+          ? '; no in-sync replica can take over its slots, so its writes are paused and it is saved first'
           : '';
       return `restart ${step.node}${via(step.service)} (${step.reason})${first}`;
     }

@@ -109,3 +109,53 @@ describe('a running local cluster with data', () => {
     expect((await rcluster('plan', '-f', spec.file, '--detailed-exitcode')).code).toBe(0);
   });
 });
+
+describe('masters without replicas and without save points', () => {
+  const PORTS3 = ports(7511, 3);
+  const spec3 = localSpec('itest-masters', PORTS3, 'replicasPerMaster: 0\nredis:\n  config:\n    save: \'""\'');
+  const base3 = readFileSync(spec3.file, 'utf8');
+
+  const restartPlan = join(spec3.dir, 'restart.json');
+
+  beforeAll(async () => {
+    expect((await rcluster('apply', '-f', spec3.file, '--auto-approve', '--json')).code).toBe(0);
+    // A restart planned while the cluster is still empty, applied after the data arrived.
+    writeFileSync(spec3.file, base3.replace(`save: '""'`, `save: '""'\n    io-threads: 2`));
+    expect((await rcluster('plan', '-f', spec3.file, '--out', restartPlan)).code).toBe(0);
+    writeFileSync(spec3.file, base3);
+    const cluster = new Cluster([{ host: '127.0.0.1', port: 7511 }], { lazyConnect: true });
+    await cluster.connect();
+    await Promise.all(Array.from({ length: KEYS }, (_, i) => cluster.set(`k:${i}`, `v${i}`)));
+    cluster.disconnect();
+  });
+  afterAll(async () => {
+    await rcluster('destroy', '-f', spec3.file, '--auto-approve');
+    spec3.cleanup();
+  });
+
+  it('moving where a running node keeps its data is refused', async () => {
+    writeFileSync(spec3.file, base3.replace(`save: '""'`, `save: '""'\n    dbfilename: data.rdb`));
+    const r = await rcluster('plan', '-f', spec3.file);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/127\.0\.0\.1:751\d: changing dbfilename \(default -> data\.rdb\) on a running cluster node would restart it without its data/);
+  });
+
+  it('a restart planned on the empty cluster saves each master first, with writes paused, and every key comes back', async () => {
+    const planned = JSON.parse(readFileSync(restartPlan, 'utf8')) as { steps: { kind: string; saveFirst?: boolean }[] };
+    expect(planned.steps.filter((s) => s.kind === 'restart_node' && s.saveFirst)).toHaveLength(3);
+    writeFileSync(spec3.file, base3.replace(`save: '""'`, `save: '""'\n    io-threads: 2`));
+    const applied = await rcluster('apply', restartPlan, '--json');
+    expect({ code: applied.code, err: applied.err }).toEqual({ code: 0, err: '' });
+    const cluster = new Cluster([{ host: '127.0.0.1', port: 7511 }], { lazyConnect: true });
+    try {
+      await cluster.connect();
+      const values = await Promise.all(Array.from({ length: KEYS }, (_, i) => cluster.get(`k:${i}`)));
+      expect(values.filter((v, i) => v === `v${i}`)).toHaveLength(KEYS);
+      // Writes are accepted again after the pause.
+      expect(await cluster.set('after', '1')).toBe('OK');
+    } finally {
+      cluster.disconnect();
+    }
+    expect((await rcluster('plan', '-f', spec3.file, '--detailed-exitcode')).code).toBe(0);
+  });
+});
