@@ -266,17 +266,26 @@ async function failoverTo(replica: string, master: string, ctx: StepContext): Pr
   if (me?.masterId !== masterId || info['master_link_status'] !== 'up') {
     throw new Error(`${replica} is not an in-sync replica of ${master} (master_link_status:${info['master_link_status'] ?? 'none'}); not failing over, nothing restarted`);
   }
-  await ctx.pool.call(replica, 'CLUSTER', 'FAILOVER');
-  await waitFor(
-    `${replica} to take over from ${master}`,
-    async () => {
-      const [r, m] = await Promise.all([ctx.pool.call(replica, 'INFO', 'replication'), ctx.pool.call(master, 'INFO', 'replication')]);
-      if (parseInfo(String(r))['role'] !== 'master') return `${replica} is not master yet`;
-      if (parseInfo(String(m))['role'] !== 'slave') return `${master} is not a replica yet`;
-      return true;
-    },
-    { timeoutMs: ctx.waitTimeoutMs },
-  );
+  // Redis drops a manual failover that has not finished in 5 s (a vote refused, a replica that
+  // restarted a moment ago and is not known everywhere yet); asking again is safe.
+  const tries = 4;
+  const swapped = async (): Promise<true | string> => {
+    const [r, m] = await Promise.all([ctx.pool.call(replica, 'INFO', 'replication'), ctx.pool.call(master, 'INFO', 'replication')]);
+    if (parseInfo(String(r))['role'] !== 'master') return `${replica} is not master yet`;
+    if (parseInfo(String(m))['role'] !== 'slave') return `${master} is not a replica yet`;
+    return true;
+  };
+  for (let attempt = 1; ; attempt++) {
+    // A failover asked for earlier may have finished just after the last wait gave up.
+    if (attempt > 1 && (await swapped()) === true) return;
+    await ctx.pool.call(replica, 'CLUSTER', 'FAILOVER');
+    try {
+      await waitFor(`${replica} to take over from ${master}`, swapped, { timeoutMs: 7_000 });
+      return;
+    } catch (err) {
+      if (attempt >= tries) throw new Error(`${(err as Error).message}, after ${tries} CLUSTER FAILOVER attempts; ${master} was not restarted`);
+    }
+  }
 }
 
 async function addSlots(address: string, ranges: { start: number; end: number }[], ctx: StepContext): Promise<void> {

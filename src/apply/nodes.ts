@@ -4,7 +4,7 @@ import { sh } from '../hosts/shell.js';
 import { connectNode, describeRedisError } from '../live/connect.js';
 import { parseInfo } from '../live/parse.js';
 import { renderNodeConf } from '../provision/nodeConf.js';
-import { editRedisConf, readDirective, type ConfEdit, type ConfEditResult } from '../provision/redisConf.js';
+import { editRedisConf, readDirective, splitArgs, type ConfEdit, type ConfEditResult } from '../provision/redisConf.js';
 import { serviceCommands } from '../provision/service.js';
 import type { ConnectionKind, DesiredNode } from '../spec/types.js';
 import { waitFor } from './wait.js';
@@ -217,13 +217,23 @@ async function editConfigFile(node: DesiredNode, driver: HostDriver, edits: Conf
 
 /** CONFIG SET each changed directive (Redis validates it), then write the file to match. */
 export async function setConfigLive(node: DesiredNode, driver: HostDriver, edits: ConfEdit[]): Promise<void> {
+  // The file's spelling (`save ""`) is not the command's: CONFIG SET takes the parsed value.
+  const args = edits.flatMap((e) => [e.directive, (splitArgs(e.value) ?? [e.value]).join(' ')]);
   const client = await connectNode(node.address);
   try {
-    for (const e of edits) {
-      await client.call('CONFIG', 'SET', e.directive, e.value).catch((err: Error) => {
-        throw new HostError(node.address, `CONFIG SET ${e.directive}`, err.message);
-      });
-    }
+    // One command: Redis 7 applies all of them or none, so a refused value changes nothing.
+    await client.call('CONFIG', 'SET', ...args).catch(async (err: Error) => {
+      // Before Redis 7, CONFIG SET takes one directive at a time.
+      if (edits.length > 1 && /wrong number of arguments/i.test(err.message)) {
+        for (let i = 0; i < args.length; i += 2) {
+          await client.call('CONFIG', 'SET', args[i] as string, args[i + 1] as string).catch((e: Error) => {
+            throw new HostError(node.address, `CONFIG SET ${args[i]}`, e.message);
+          });
+        }
+        return;
+      }
+      throw new HostError(node.address, `CONFIG SET ${edits.map((e) => e.directive).join(' ')}`, `${err.message}; nothing was changed`);
+    });
   } finally {
     client.disconnect();
   }

@@ -92,16 +92,24 @@ async function readHostFacts(node: DesiredNode, driver: HostDriver): Promise<Hos
   const facts: HostFacts = { configFile, configText, serviceExists: true, configWritable: true };
   if (driver.kind === 'ssh') {
     // One round trip for every check, rather than one each.
-    const probe = [
+    const probe: string[] = [
       service ? `if ${serviceCommands(service).exists}; then echo service=yes; else echo service=no; fi` : 'echo service=yes',
       `if test -w ${sh(configFile)} && test -w "$(dirname ${sh(configFile)})"; then echo writable=yes; else echo writable=no; fi`,
       'redis-server --version 2>/dev/null || true',
-    ].join('; ');
-    const out = (await driver.run(node.host, probe)).stdout;
+    ];
+    // The file's own server, asked from the host itself: a packaged redis often binds only
+    // 127.0.0.1, where rcluster cannot reach it from outside, and its keys must still be seen.
+    const own = configText === null ? undefined : ownAddress(configText);
+    if (own) probe.push(`printf 'dbsize=%s\\n' "$(redis-cli -h ${sh(own.host)} -p ${own.port} dbsize 2>&1 | head -n 1)"`);
+    const out = (await driver.run(node.host, probe.join('; '))).stdout;
     facts.serviceExists = !out.includes('service=no');
     facts.configWritable = configText === null || !out.includes('writable=no');
     const v = /v=(\d+\.\d+\.\d+)/.exec(out)?.[1];
     if (v) facts.redisVersion = v;
+    const dbsize = /^dbsize=(.*)$/m.exec(out)?.[1]?.trim();
+    if (own && dbsize !== undefined && !/refused|could not connect|not found|no such file/i.test(dbsize)) {
+      facts.onHost = { address: `${own.host}:${own.port}`, keys: /^\d+$/.test(dbsize) ? Number(dbsize) : undefined, reply: dbsize };
+    }
   }
   const port = configText === null ? undefined : Number(readDirective(configText, 'port') ?? 6379);
   if (port !== undefined && port !== node.port && Number.isInteger(port) && port > 0) {
@@ -136,4 +144,12 @@ async function unknownDirectives(client: Redis, names: string[]): Promise<string
     if (reply.length === 0) unknown.push(name);
   }
   return unknown;
+}
+
+/** Where the server of a config file listens, as seen from its own host. */
+function ownAddress(configText: string): { host: string; port: number } | undefined {
+  const port = Number(readDirective(configText, 'port') ?? 6379);
+  if (!Number.isInteger(port) || port <= 0) return undefined;
+  const bind = (readDirective(configText, 'bind') ?? '127.0.0.1').split(/\s+/)[0]?.replace(/^-/, '') || '127.0.0.1';
+  return { host: bind === '*' || bind === '0.0.0.0' ? '127.0.0.1' : bind, port };
 }

@@ -90,6 +90,11 @@ export interface HostFacts {
    * port: the standalone instance of a freshly installed host.
    */
   standalone?: { address: string; clusterEnabled: boolean; keys: number };
+  /**
+   * The config file's server asked from its own host (ssh): `keys` when it answered DBSIZE,
+   * otherwise its reply (an error such as NOAUTH). Absent when nothing answers there.
+   */
+  onHost?: { address: string; keys?: number; reply: string };
 }
 
 export interface LiveCluster {

@@ -228,7 +228,13 @@ function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | 
   }
   // A standalone redis with data would come back as a cluster node holding keys of slots it does
   // not own: refuse before touching it.
-  const standalone = live?.reachable ? { address: node.address, keys: live.keys } : facts?.standalone;
+  const onHost = facts?.onHost;
+  if (onHost && onHost.keys === undefined) {
+    throw new PlanError(`${onHost.address}: the redis of ${facts?.configFile} answers on its host but not to DBSIZE (${onHost.reply}); rcluster will not restart a server whose keys it cannot count`);
+  }
+  const standalone = [live?.reachable ? { address: node.address, keys: live.keys } : facts?.standalone, onHost?.keys !== undefined ? { address: onHost.address, keys: onHost.keys } : undefined]
+    .filter((x): x is { address: string; keys: number } => x !== undefined)
+    .sort((a, b) => b.keys - a.keys)[0];
   if (standalone && standalone.keys > 0) {
     throw new PlanError(
       `${standalone.address} is a standalone redis holding ${standalone.keys} key(s); turning it into cluster node ${node.address} would strand them. Move or flush its keys first.`,

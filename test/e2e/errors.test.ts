@@ -115,6 +115,15 @@ describe('SSH and host failures', () => {
     }
   });
 
+  it('a standalone redis that holds keys is not turned into a cluster node', async () => {
+    expect((await h.exec(57, 'redis-cli -h 127.0.0.57 -p 6379 set precious 1')).stdout.trim()).toBe('OK');
+    try {
+      await expectRefused(spec(), /^Error: 127\.0\.0\.57:6379 is a standalone redis holding 1 key\(s\); turning it into cluster node 127\.0\.0\.57:6357 would strand them/);
+    } finally {
+      await h.exec(57, 'redis-cli -h 127.0.0.57 -p 6379 del precious');
+    }
+  });
+
   it('a missing service command', async () => {
     await expectRefused(spec({ service: '/etc/init.d/redis_9999' }), /^Error: 127\.0\.0\.(57|58|53): service: \/etc\/init\.d\/redis_9999 is missing or not executable/);
   });

@@ -140,7 +140,7 @@ describe("the runbook's create over SSH, on six fresh hosts", () => {
     expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
   });
 
-  it('a directive that needs a restart restarts one node at a time, replicas first, and the cluster stays whole', async () => {
+  it('a directive that needs a restart restarts one node at a time, replicas first, and the cluster stays whole', { timeout: 300_000 }, async () => {
     const pid = (n: number) => withNodeAt(n, async (r) => /process_id:(\d+)/.exec(await r.info('server'))?.[1]);
     const before = await Promise.all(HOSTS.map(pid));
     const roleOf = new Map<string, string | undefined>(await Promise.all(HOSTS.map(async (n) => [`${addr(n)}:${portOf(n)}` as string, await withNodeAt(n, async (r) => /role:(\w+)/.exec(await r.info('replication'))?.[1])] as const)));
