@@ -93,12 +93,13 @@ export async function stopNode(address: string, opts: { discard: boolean }, time
  * redis on the file's old port, which must be gone afterwards.
  */
 export async function provisionSshNode(node: DesiredNode, driver: HostDriver, edits: ConfEdit[], replaces?: string): Promise<void> {
-  const { configFile, service } = node.redis;
-  const conf = await editConfigFile(node, driver, edits);
+  const { service } = node.redis;
+  // Everything that can fail without touching the node goes first.
   if (!service) throw new HostError(node.host, 'restart', 'redis.service is not set, so rcluster cannot restart the node');
   // Redis refuses to start in a dir that does not exist; a new dataDir is created first.
   const mk = await driver.run(node.host, `mkdir -p ${sh(node.redis.dataDir)}`);
   if (mk.code !== 0) throw new HostError(node.host, `mkdir ${node.redis.dataDir}`, mk.stderr.trim() || `exited ${mk.code}`);
+  const conf = await editConfigFile(node, driver, edits);
   const { cmd, stop, start } = await serviceRestart(node, driver);
   const logTail = async () => {
     const log = readDirective(conf.text, 'logfile');

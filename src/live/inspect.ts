@@ -5,6 +5,7 @@ import type { HostDriver } from '../hosts/driver.js';
 import type { DesiredCluster, DesiredNode } from '../spec/types.js';
 import { connectNode, describeRedisError } from './connect.js';
 import { parseClusterNodes, parseInfo, parseKeyspaceKeys, parseReplication } from './parse.js';
+import { HostError } from '../errors.js';
 import { readDirective } from '../provision/redisConf.js';
 import { serviceCommands } from '../provision/service.js';
 import { sh } from '../hosts/shell.js';
@@ -48,7 +49,9 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver): Promise<Liv
       runningConfigFile: info['config_file'] ?? '',
     };
     if (!live.clusterEnabled) live.onDisk = await readOnDiskView(node, driver);
-    live.unknownDirectives = await unknownDirectives(client, Object.keys(node.redis.config));
+    const names = Object.keys(node.redis.config);
+    live.runningConfig = await runningConfig(client, names);
+    live.unknownDirectives = names.filter((n) => !FILE_ONLY.has(n.toLowerCase()) && !(n.toLowerCase() in (live.runningConfig ?? {})));
     if (live.clusterEnabled) {
       const [nodesText, infoText, myId] = await Promise.all([
         client.call('CLUSTER', 'NODES') as Promise<string>,
@@ -75,13 +78,15 @@ async function readOnDiskView(node: DesiredNode, driver?: HostDriver): Promise<L
   if (!driver || driver.kind === 'none') return undefined;
   // Redis reads cluster-config-file relative to dir.
   const path = posix.resolve(node.redis.dataDir, node.redis.clusterConfigFile);
+  // A file that exists but cannot be read or parsed is an error: planning the node as fresh
+  // would be wrong, and redis itself would refuse to start with it.
+  const text = await driver.readFile(node.host, path);
+  if (text === null) return undefined;
+  const lines = text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('vars '));
   try {
-    const text = await driver.readFile(node.host, path);
-    if (text === null) return undefined;
-    const lines = text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('vars '));
     return { path, view: parseClusterNodes(lines.join('\n')) };
-  } catch {
-    return undefined;
+  } catch (err) {
+    throw new HostError(node.host, `read ${path}`, `not a cluster config file redis could load: ${(err as Error).message}`);
   }
 }
 
@@ -133,17 +138,18 @@ async function readHostFacts(node: DesiredNode, driver: HostDriver): Promise<Hos
 const FILE_ONLY = new Set(['include', 'rename-command', 'loadmodule', 'user']);
 
 /**
- * A typo in redis.config would only show when the node fails to restart; the running server can
- * tell now which names it does not know.
+ * The running values of the spec's redis.config directives. A typo would only show when the
+ * node fails to restart, and a value in the file that the process does not run with yet is a
+ * restart still to do; the running server can tell both now. Unknown names are left out.
  */
-async function unknownDirectives(client: Redis, names: string[]): Promise<string[]> {
-  const unknown: string[] = [];
+async function runningConfig(client: Redis, names: string[]): Promise<Record<string, string>> {
+  const values: Record<string, string> = {};
   for (const name of names) {
     if (FILE_ONLY.has(name.toLowerCase())) continue;
-    const reply = (await client.call('CONFIG', 'GET', name)) as unknown[];
-    if (reply.length === 0) unknown.push(name);
+    const reply = (await client.call('CONFIG', 'GET', name)) as string[];
+    for (let i = 0; i + 1 < reply.length; i += 2) values[String(reply[i]).toLowerCase()] = String(reply[i + 1]);
   }
-  return unknown;
+  return values;
 }
 
 /** Where the server of a config file listens, as seen from its own host. */

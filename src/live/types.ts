@@ -56,6 +56,8 @@ export interface LiveNode {
   unresponsive?: boolean;
   /** redis.config keys this running server does not know (CONFIG GET returns nothing). */
   unknownDirectives?: string[];
+  /** CONFIG GET of the spec's redis.config directives on the running server (names lowercased). */
+  runningConfig?: Record<string, string>;
   /** INFO server config_file: the file the running redis-server was started with. */
   runningConfigFile?: string;
   clusterEnabled: boolean;

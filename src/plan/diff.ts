@@ -205,8 +205,10 @@ function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | 
   const config = configChange(desired, node, live);
   if (live?.reachable && live.clusterEnabled) {
     refuseDataMove(node, config, 'a running cluster node');
-    if (!config || config.changed.length === 0) return { ...base, id: live.id, view: live.view };
-    const restartFor = config.changed.filter((c) => needsRestart(c.directive)).map((c) => c.directive);
+    const pending = pendingRestart(node, live, config);
+    if ((!config || config.changed.length === 0) && pending.length === 0) return { ...base, id: live.id, view: live.view };
+    const restartFor = [...(config?.changed ?? []).filter((c) => needsRestart(c.directive)).map((c) => c.directive), ...pending.map((p) => `${p} (in the file, not yet running)`)];
+    if (!config) throw new PlanError(`${node.address}: ${pending.join(', ')} must be restarted to take effect, and connection: ${desired.connection} cannot restart nodes`);
     const hostStep: Step =
       restartFor.length > 0
         ? { kind: 'restart_node', node: node.address, reason: `${restartFor.join(', ')} change only with a restart`, config, ...serviceOf(desired, node) }
@@ -269,6 +271,24 @@ function safeRestart(step: Extract<Step, { kind: 'restart_node' }>, s: NodeState
     return self?.role === 'replica' && self.masterId === me.id && r.linkUp === true;
   });
   return heir ? { ...step, failoverTo: heir.node.address } : { ...step, saveFirst: true };
+}
+
+/**
+ * Restart-only directives whose value the config file already has but the running process does
+ * not: an apply cut off between writing the file and restarting. Only values that compare
+ * plainly (numbers, yes/no, single words) are judged, so that unit spellings never look like drift.
+ */
+function pendingRestart(node: DesiredNode, live: LiveNode, config: ConfigChange | undefined): string[] {
+  const running = live.runningConfig ?? {};
+  const inFile = new Set((config?.changed ?? []).map((c) => c.directive.toLowerCase()));
+  return Object.entries(node.redis.config)
+    .filter(([directive, value]) => {
+      if (inFile.has(directive.toLowerCase())) return false; // the file changes anyway
+      const now = running[directive.toLowerCase()];
+      if (now === undefined || !needsRestart(directive) || !/^[A-Za-z0-9_.-]+$/.test(value) || /^\d+[a-z]+$/i.test(value)) return false;
+      return now.toLowerCase() !== value.toLowerCase();
+    })
+    .map(([directive]) => directive);
 }
 
 /** Where a node keeps its data and identity: changing one would start it empty, or as a new node. */

@@ -108,6 +108,22 @@ describe('a running local cluster with data', () => {
     expect(await allKeys()).toBe(KEYS);
     expect((await rcluster('plan', '-f', spec.file, '--detailed-exitcode')).code).toBe(0);
   });
+
+  it('an apply cut off between writing the file and restarting is finished by the next apply: a value in the file the process does not run with yet is a pending restart', async () => {
+    // Shared cluster from the describe above: io-threads is 2 in spec, file and process.
+    withConfig(['io-threads: 3']);
+    for (const p of PORTS) {
+      const file = join(spec.dir, '.rcluster', 'itest-running', String(p), 'redis.conf');
+      writeFileSync(file, readFileSync(file, 'utf8').replace(/^io-threads 2$/m, 'io-threads 3'));
+    }
+    const plan = await rcluster('plan', '-f', spec.file);
+    expect(plan.out.match(/~ restart 127\.0\.0\.1:\d+ \(io-threads \(in the file, not yet running\) change only with a restart\)/g)).toHaveLength(6);
+    const applied = await rcluster('apply', '-f', spec.file, '--auto-approve', '--json');
+    expect({ code: applied.code, err: applied.err }).toEqual({ code: 0, err: '' });
+    for (const p of PORTS) expect(await withNode(p, (r) => r.call('CONFIG', 'GET', 'io-threads'))).toEqual(['io-threads', '3']);
+    expect(await allKeys()).toBe(KEYS);
+    expect((await rcluster('plan', '-f', spec.file, '--detailed-exitcode')).code).toBe(0);
+  });
 });
 
 describe('masters without replicas and without save points', () => {
