@@ -78,12 +78,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     }
   }
   const foreign = anchor.view.filter((e) => !e.handshake && !resolve(e, anchor));
-  if (!clusterServesSlots && foreign.length > 0) {
-    throw new PlanError(
-      `${anchor.node.address} already belongs to another cluster (it knows ${foreign.map((e) => `${e.host}:${e.port}`).join(', ')}, not in the spec); ` +
-        `rcluster will not merge clusters. Reset that node (CLUSTER RESET HARD) if it should join this one.`,
-    );
-  }
+  if (!clusterServesSlots && foreign.length > 0) throw anotherCluster(anchor.node.address, foreign);
 
   // Membership: fresh nodes are met; a node that already knows others must already be ours.
   const toMeet: NodeState[] = [];
@@ -93,12 +88,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     const mySlots = s.view.find((e) => e.myself)?.slots ?? [];
     if (others.some((e) => resolve(e, s) === anchor.node.address)) continue; // gossip still spreading
     const strangers = others.filter((e) => !resolve(e, s));
-    if (strangers.length > 0) {
-      throw new PlanError(
-        `${s.node.address} already belongs to another cluster (it knows ${strangers.map((e) => `${e.host}:${e.port}`).join(', ')}, not in the spec); ` +
-          `rcluster will not merge clusters. Reset that node (CLUSTER RESET HARD) if it should join this one.`,
-      );
-    }
+    if (strangers.length > 0) throw anotherCluster(s.node.address, strangers);
     // Knowing only nodes of the spec, but not the anchor yet: a join that is still spreading
     // (an apply cut off after MEET). Meeting it again is harmless.
     if (mySlots.length > 0 && !fitsLayout(layout, s.node.address, mySlots)) {
@@ -271,6 +261,13 @@ function safeRestart(step: Extract<Step, { kind: 'restart_node' }>, s: NodeState
     return self?.role === 'replica' && self.masterId === me.id && r.linkUp === true;
   });
   return heir ? { ...step, failoverTo: heir.node.address } : { ...step, saveFirst: true };
+}
+
+function anotherCluster(address: string, strangers: ClusterNodeEntry[]): PlanError {
+  return new PlanError(
+    `${address} already belongs to another cluster (it knows ${strangers.map((e) => `${e.host}:${e.port}`).join(', ')}, not in the spec); ` +
+      `rcluster will not merge clusters. Reset that node (CLUSTER RESET HARD) if it should join this one.`,
+  );
 }
 
 /**
