@@ -87,6 +87,7 @@ function summary(xs: number[]): string {
 /** The runbook's create over SSH, on the test hosts 127.0.0.51-56 (root only). */
 async function sshCreate(): Promise<number | string> {
   const { harnessAvailable, startHarness } = await import('../test/harness/index.js');
+  const { harnessSpec, RUNBOOK_REDIS } = await import('../test/harness/spec.js');
   const available = harnessAvailable();
   if (!available.ok) return `not measured: ${available.why}`;
   const hosts = [51, 52, 53, 54, 55, 56];
@@ -96,22 +97,7 @@ async function sshCreate(): Promise<number | string> {
     const file = join(dir, 'seed.yaml');
     writeFileSync(
       file,
-      [
-        'name: bench-seed',
-        'connection: ssh',
-        'ssh:',
-        '  user: root',
-        `  identityFile: ${h.identityFile}`,
-        `  knownHostsFile: ${h.knownHostsFile}`,
-        'redis:',
-        '  configFile: /etc/redis/6379.conf',
-        '  service: /etc/init.d/redis_6379',
-        '  dataDir: /var/lib/redis/6379',
-        '  clusterConfigFile: nodes-6379.conf',
-        '  nodeTimeout: 5000',
-        'nodes:',
-        ...hosts.map((n) => `  - 127.0.0.${n}:${6300 + n}`),
-      ].join('\n') + '\n',
+      harnessSpec(h, { name: 'bench-seed', redis: { ...RUNBOOK_REDIS, nodeTimeout: 5000 }, nodes: hosts.map((n) => `127.0.0.${n}:${6300 + n}`) }),
     );
     const t0 = performance.now();
     await rcluster('apply', '-f', file, '--auto-approve', '--json');

@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { harnessAvailable, startHarness, type Harness } from '../harness/index.js';
+import { startTestHosts, type Harness } from '../harness/index.js';
+import { harnessSpec } from '../harness/spec.js';
 import { rcluster } from '../integration/support.js';
 
 // Each failure gives a one-line reason naming the host, exits 1, and changes nothing.
@@ -19,24 +20,14 @@ describe('SSH and host failures', () => {
     const file = join(dir, `spec-${Math.random().toString(36).slice(2)}.yaml`);
     writeFileSync(
       file,
-      [
-        'name: errors-e2e',
-        'connection: ssh',
-        'ssh:',
-        '  user: root',
-        `  identityFile: ${o.identityFile ?? h.identityFile}`,
-        `  knownHostsFile: ${o.knownHostsFile ?? h.knownHostsFile}`,
-        ...(o.hostKeyPolicy ? [`  hostKeyPolicy: ${o.hostKeyPolicy}`] : []),
-        'redis:',
-        '  configFile: /etc/redis/6379.conf',
-        `  service: ${o.service ?? '/etc/init.d/redis_6379'}`,
-        '  dataDir: /var/lib/redis/6379',
-        ...(o.config ? ['  config:', `    ${o.config}`] : []),
-        'replicasPerMaster: 0',
-        'nodes:',
-        ...HOSTS.map((n) => `  - ${addr(n)}:${6300 + n}`),
-        '',
-      ].join('\n'),
+      harnessSpec(h, {
+        ...o,
+        name: 'errors-e2e',
+        redis: { configFile: '/etc/redis/6379.conf', service: o.service ?? '/etc/init.d/redis_6379', dataDir: '/var/lib/redis/6379' },
+        config: o.config ? [o.config] : [],
+        replicasPerMaster: 0,
+        nodes: HOSTS.map((n) => `${addr(n)}:${6300 + n}`),
+      }),
     );
     return file;
   }
@@ -55,9 +46,7 @@ describe('SSH and host failures', () => {
   }
 
   beforeAll(async () => {
-    const available = harnessAvailable();
-    if (!available.ok) throw new Error(`the SSH test hosts cannot run here: ${available.why}`);
-    h = await startHarness({ hosts: HOSTS });
+    h = await startTestHosts(HOSTS);
     dir = mkdtempSync(join(tmpdir(), 'rcluster-e2e-errors-'));
   });
   afterAll(async () => {

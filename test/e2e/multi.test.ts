@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { harnessAvailable, startHarness, type Harness } from '../harness/index.js';
+import { startTestHosts, type Harness } from '../harness/index.js';
+import { harnessSpec } from '../harness/spec.js';
 import { rcluster } from '../integration/support.js';
 
 // Two nodes per host through {port} in the path fields, as utils/install_server.sh lays out a
@@ -17,9 +18,7 @@ describe('several nodes per host', () => {
   let file: string;
 
   beforeAll(async () => {
-    const available = harnessAvailable();
-    if (!available.ok) throw new Error(`the SSH test hosts cannot run here: ${available.why}`);
-    h = await startHarness({ hosts: HOSTS });
+    h = await startTestHosts(HOSTS);
     for (const n of HOSTS) {
       for (const p of PORTS) {
         // A second instance installed but not started yet, and without its data directory:
@@ -39,21 +38,11 @@ describe('several nodes per host', () => {
     file = join(dir, 'cluster.yaml');
     writeFileSync(
       file,
-      [
-        'name: multi-e2e',
-        'connection: ssh',
-        'ssh:',
-        '  user: root',
-        `  identityFile: ${h.identityFile}`,
-        `  knownHostsFile: ${h.knownHostsFile}`,
-        'redis:',
-        '  configFile: /etc/redis/{port}.conf',
-        '  service: /etc/init.d/redis_{port}',
-        '  dataDir: /var/lib/redis/{port}',
-        'nodes:',
-        ...HOSTS.flatMap((n) => PORTS.map((p) => `  - ${addr(n)}:${p}`)),
-        '',
-      ].join('\n'),
+      harnessSpec(h, {
+        name: 'multi-e2e',
+        redis: { configFile: '/etc/redis/{port}.conf', service: '/etc/init.d/redis_{port}', dataDir: '/var/lib/redis/{port}' },
+        nodes: HOSTS.flatMap((n) => PORTS.map((p) => `${addr(n)}:${p}`)),
+      }),
     );
   });
 

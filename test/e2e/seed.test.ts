@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { harnessAvailable, startHarness, type Harness } from '../harness/index.js';
+import { startTestHosts, type Harness } from '../harness/index.js';
+import { harnessSpec, RUNBOOK_REDIS } from '../harness/spec.js';
 import { rcluster, redisCli, withNode } from '../integration/support.js';
 
 // The runbook's create, on test hosts 127.0.0.51-56: node N on 127.0.0.5N:635N.
@@ -11,25 +12,13 @@ const addr = (n: number) => `127.0.0.${n}`;
 const portOf = (n: number) => 6300 + n;
 
 function seedSpec(h: Harness, nodeTimeout: number, config: string[] = []): string {
-  return [
-    'name: seed-e2e',
-    'connection: ssh',
-    'ssh:',
-    '  user: root',
-    `  identityFile: ${h.identityFile}`,
-    `  knownHostsFile: ${h.knownHostsFile}`,
-    'redis:',
-    '  configFile: /etc/redis/6379.conf',
-    '  service: /etc/init.d/redis_6379',
-    '  dataDir: /var/lib/redis/6379',
-    '  clusterConfigFile: nodes-6379.conf',
-    `  nodeTimeout: ${nodeTimeout}`,
-    ...(config.length > 0 ? ['  config:', ...config.map((c) => `    ${c}`)] : []),
-    'replicasPerMaster: 1',
-    'nodes:',
-    ...HOSTS.map((n) => `  - ${addr(n)}:${portOf(n)}`),
-    '',
-  ].join('\n');
+  return harnessSpec(h, {
+    name: 'seed-e2e',
+    redis: { ...RUNBOOK_REDIS, nodeTimeout },
+    config,
+    replicasPerMaster: 1,
+    nodes: HOSTS.map((n) => `${addr(n)}:${portOf(n)}`),
+  });
 }
 
 describe("the runbook's create over SSH, on six fresh hosts", () => {
@@ -38,9 +27,7 @@ describe("the runbook's create over SSH, on six fresh hosts", () => {
   let file: string;
 
   beforeAll(async () => {
-    const available = harnessAvailable();
-    if (!available.ok) throw new Error(`the SSH test hosts cannot run here: ${available.why}`);
-    h = await startHarness({ hosts: HOSTS });
+    h = await startTestHosts(HOSTS);
     dir = mkdtempSync(join(tmpdir(), 'rcluster-e2e-seed-'));
     file = join(dir, 'cluster.yaml');
     writeFileSync(file, seedSpec(h, 5000));

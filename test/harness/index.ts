@@ -585,3 +585,10 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     throw e;
   }
 }
+
+/** For tests: start the hosts, or fail with the reason they cannot run here (never skip). */
+export async function startTestHosts(hosts: number[]): Promise<Harness> {
+  const available = harnessAvailable();
+  if (!available.ok) throw new Error(`the SSH test hosts cannot run here: ${available.why}`);
+  return startHarness({ hosts });
+}

@@ -68,6 +68,21 @@ const CREATE_TAIL: StepKind[] = [
   'wait_replication',
 ];
 
+
+/** The redis-cli create layout over A: 7001-7003 masters with the three ranges, 7004-7006 their replicas. */
+function expectCreateLayout(plan: Plan): void {
+    expect(masters(plan)).toEqual([
+      { node: N1, slots: [CREATE_RANGES[0]] },
+      { node: N2, slots: [CREATE_RANGES[1]] },
+      { node: N3, slots: [CREATE_RANGES[2]] },
+    ]);
+    expect(replicaPairs(plan)).toEqual([
+      [N4, N1],
+      [N5, N2],
+      [N6, N3],
+    ]);
+}
+
 describe('computePlan: creating a cluster', () => {
   it('all nodes unreachable, connection local: provision, slots, epochs, meet, wait, replicate, in that order', () => {
     const plan = computePlan(spec(A), { nodes: A.map((a) => unreachableNode(a)) }, NOW);
@@ -105,16 +120,7 @@ describe('computePlan: creating a cluster', () => {
     ]);
     expect(stepsOf(plan, 'wait_replication')[0]?.replicas).toEqual([N4, N5, N6]);
 
-    expect(masters(plan)).toEqual([
-      { node: N1, slots: [CREATE_RANGES[0]] },
-      { node: N2, slots: [CREATE_RANGES[1]] },
-      { node: N3, slots: [CREATE_RANGES[2]] },
-    ]);
-    expect(replicaPairs(plan)).toEqual([
-      [N4, N1],
-      [N5, N2],
-      [N6, N3],
-    ]);
+    expectCreateLayout(plan);
     expect(plan.warnings).toEqual([]);
     expect(plan.createdAt).toBe(NOW.toISOString());
     expect(plan.formatVersion).toBe(1);
@@ -159,16 +165,7 @@ describe('computePlan: a running cluster', () => {
     expect(plan.steps).toEqual([]);
     expect(plan.warnings).toEqual([]);
     expect(renderPlan(plan)).toContain('No changes');
-    expect(masters(plan)).toEqual([
-      { node: N1, slots: [CREATE_RANGES[0]] },
-      { node: N2, slots: [CREATE_RANGES[1]] },
-      { node: N3, slots: [CREATE_RANGES[2]] },
-    ]);
-    expect(replicaPairs(plan)).toEqual([
-      [N4, N1],
-      [N5, N2],
-      [N6, N3],
-    ]);
+    expectCreateLayout(plan);
   });
 
   it('planning twice gives the same fingerprint (and the same plan)', () => {
