@@ -9,7 +9,7 @@ import { fingerprint } from '../plan/fingerprint.js';
 import { looksLikePlanFile, readPlanFile, serializePlan } from '../plan/file.js';
 import type { Plan } from '../plan/types.js';
 import { renderPlan, summaryLine } from '../render/plan.js';
-import { formatMs, jsonProgress, listrProgress } from '../render/progress.js';
+import { formatMs, jsonProgress, listrProgress, withSpinner } from '../render/progress.js';
 import { renderStatus } from '../render/status.js';
 import { loadSpec, requireSpec } from '../spec/load.js';
 import type { DesiredCluster } from '../spec/types.js';
@@ -45,10 +45,11 @@ export async function validateCommand(opts: { file: string; json?: boolean }, io
   return errors.length === 0 ? EXIT_OK : EXIT_ERROR;
 }
 
-async function planFor(desired: DesiredCluster): Promise<Plan> {
+async function planFor(desired: DesiredCluster, opts: { json?: boolean } = {}): Promise<Plan> {
   const driver = driverFor(desired);
   try {
-    const live = await inspectCluster(desired, { driver });
+    const what = `Reading ${desired.nodes.length} node(s)${desired.connection === 'ssh' ? ' and their hosts over SSH' : ''}`;
+    const live = await withSpinner(what, !opts.json, () => inspectCluster(desired, { driver }));
     return computePlan(desired, live);
   } finally {
     await driver.close();
@@ -57,7 +58,7 @@ async function planFor(desired: DesiredCluster): Promise<Plan> {
 
 export async function planCommand(opts: { file: string; out?: string; json?: boolean; detailedExitcode?: boolean }, io: Io): Promise<number> {
   const desired = await loadDesired(opts.file, io);
-  const plan = await planFor(desired);
+  const plan = await planFor(desired, opts);
   if (opts.out) {
     await writeFile(opts.out, serializePlan(plan)).catch((err: NodeJS.ErrnoException) => {
       throw new UsageError(`cannot write the plan to ${opts.out}: ${err.code === 'ENOENT' ? 'no such directory' : err.message}`);
@@ -97,7 +98,7 @@ export async function applyCommand(opts: { file?: string; planFile?: string; aut
       plan = saved;
       await refuseStalePlan(plan, opts.planFile);
     } else {
-      plan = await planFor(desired);
+      plan = await planFor(desired, opts);
     }
     if (opts.json) io.out(JSON.stringify({ type: 'plan', ...planJson(plan) }));
     else io.out(renderPlan(plan).trimEnd());

@@ -1,4 +1,4 @@
-import { Listr, type ListrTaskWrapper } from 'listr2';
+import { Listr, ProcessOutput, type ListrTaskWrapper } from 'listr2';
 import type { ApplyEvent, Phase } from '../apply/execute.js';
 
 export interface ProgressView {
@@ -89,4 +89,34 @@ export function listrProgress(phases: Phase[]): ProgressView {
 
 export function formatMs(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
+/**
+ * A spinner on stderr for work before the plan can be shown (reading the nodes, over SSH a second
+ * or more), so that stdout keeps only the plan. Only on a terminal: elsewhere it stays silent.
+ */
+export async function withSpinner<T>(title: string, enabled: boolean, fn: () => Promise<T>): Promise<T> {
+  // Both must be terminals: with stdout piped, listr2 would fall back to plain lines on stdout.
+  if (!enabled || !process.stderr.isTTY || !process.stdout.isTTY) return fn();
+  let result: T | undefined;
+  const started = Date.now();
+  const listr = new Listr(
+    [
+      {
+        title,
+        task: async (_ctx: unknown, task: ListrTaskWrapper<unknown, never, never>) => {
+          result = await fn();
+          task.title = `${title} (${formatMs(Date.now() - started)})`;
+        },
+      },
+    ],
+    {
+      exitOnError: true,
+      registerSignalListeners: false,
+      renderer: 'default',
+      rendererOptions: { processOutput: new ProcessOutput(process.stderr, process.stderr), showErrorMessage: false },
+    } as never,
+  );
+  await listr.run();
+  return result as T;
 }
