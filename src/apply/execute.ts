@@ -1,7 +1,7 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import pLimit from 'p-limit';
-import { ApplyError } from '../errors.js';
+import { ApplyError, HostError } from '../errors.js';
 import type { HostDriver } from '../hosts/driver.js';
 import { splitAddress } from '../live/connect.js';
 import { parseClusterNodes, parseInfo } from '../live/parse.js';
@@ -10,7 +10,10 @@ import type { ConfigChange, Plan, Step, StepKind } from '../plan/types.js';
 import type { ConfEdit } from '../provision/redisConf.js';
 import { SLOT_COUNT } from '../plan/slots.js';
 import { describeStep, phaseTitle } from '../render/steps.js';
-import { provisionSshNode, restartNode, runningIdentity, setConfigLive, startLocalNode } from './nodes.js';
+import { provisionSshNode, restartNode, runningIdentity, setConfigLive, startLocalNode, stopNode } from './nodes.js';
+import { ClassicMigrator, type MigrationProgress, type SlotMigrator } from './migrate.js';
+import { serviceCommands } from '../provision/service.js';
+import { slotList } from '../plan/slots.js';
 import { NodePool } from './pool.js';
 import { waitFor } from './wait.js';
 
@@ -20,6 +23,8 @@ export type ApplyEvent =
   | { type: 'step_start'; phase: number; index: number; title: string }
   | { type: 'step_done'; phase: number; index: number; title: string; ms: number }
   | { type: 'step_failed'; phase: number; index: number; title: string; error: string }
+  /** A slot migration's progress: slots done of total, keys moved so far, time since it started. */
+  | { type: 'step_progress'; phase: number; index: number; title: string; slotsDone: number; slotsTotal: number; keysMoved: number; ms: number }
   | { type: 'phase_done'; phase: number; ms: number }
   | { type: 'phase_failed'; phase: number; error: string };
 
@@ -34,6 +39,8 @@ export interface ApplyDeps {
   /** Upper bound on concurrent steps within a phase. */
   concurrency?: number;
   waitTimeoutMs?: number;
+  /** The slot-migration strategy (the classic MIGRATE engine unless given). */
+  migrator?: (pool: NodePool) => SlotMigrator;
 }
 
 /** Consecutive steps of one kind are independent of each other and run together. */
@@ -55,7 +62,15 @@ export function phasesOf(plan: Plan): Phase[] {
 export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEvent) => void): Promise<void> {
   const pool = new NodePool();
   const done: { index: number; title: string }[] = [];
-  const ctx: StepContext = { plan, deps, pool, ids: new Map(), assigned: new Map(), waitTimeoutMs: deps.waitTimeoutMs ?? 60_000 };
+  const ctx: StepContext = {
+    plan,
+    deps,
+    pool,
+    migrator: deps.migrator?.(pool) ?? new ClassicMigrator(pool),
+    ids: new Map(),
+    assigned: new Map(),
+    waitTimeoutMs: deps.waitTimeoutMs ?? 60_000,
+  };
   try {
     const phases = phasesOf(plan);
     for (const [pi, phase] of phases.entries()) {
@@ -73,7 +88,7 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
             const t0 = Date.now();
             emit({ type: 'step_start', phase: pi, index, title });
             try {
-              await runStep(step, ctx);
+              await runStep(step, ctx, (p) => emit({ type: 'step_progress', phase: pi, index, title, ...p, ms: Date.now() - t0 }));
             } catch (err) {
               failing = true;
               emit({ type: 'step_failed', phase: pi, index, title, error: (err as Error).message });
@@ -101,6 +116,7 @@ interface StepContext {
   plan: Plan;
   deps: ApplyDeps;
   pool: NodePool;
+  migrator: SlotMigrator;
   /** address -> node id, learnt as apply goes (new nodes have no id until they run). */
   ids: Map<string, string>;
   /** Slots this apply gave to each master, so that waiting can tell the other nodes directly. */
@@ -108,7 +124,7 @@ interface StepContext {
   waitTimeoutMs: number;
 }
 
-async function runStep(step: Step, ctx: StepContext): Promise<void> {
+async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProgress) => void): Promise<void> {
   const { pool } = ctx;
   switch (step.kind) {
     case 'provision_node': {
@@ -178,7 +194,68 @@ async function runStep(step: Step, ctx: StepContext): Promise<void> {
     }
     case 'wait_replication':
       await waitReplicasInSync(step.replicas, ctx, { mustBeReplicas: true });
+      await waitRolesAgreed(step.replicas, ctx);
       return;
+    case 'finish_migration':
+      await migrate(step.from, step.to, step.slots, ctx, progress);
+      return;
+    case 'migrate_slots':
+      // Redis 7 turns a master that gives away its last slot into a replica of the taker
+      // (cluster-allow-replica-migration); this one is to stay a master until it is removed.
+      if (step.lastSlots) await pool.call(step.from, 'CONFIG', 'SET', 'cluster-allow-replica-migration', 'no');
+      await migrate(step.from, step.to, slotList(step.slots), ctx, progress);
+      return;
+    case 'failover':
+      await failoverTo(step.node, step.master, ctx);
+      return;
+    case 'forget_node':
+      await Promise.all(
+        step.via.map((v) =>
+          pool.call(v, 'CLUSTER', 'FORGET', step.id).catch((err: Error) => {
+            // Forgotten already: an earlier run got this far.
+            if (!/unknown node/i.test(err.message)) throw new Error(`${v}: CLUSTER FORGET ${step.node}: ${err.message}`);
+          }),
+        ),
+      );
+      return;
+    case 'remove_node':
+      if (step.reachable) await removeNode(step, ctx);
+      return;
+    default:
+      return assertNever(step);
+  }
+}
+
+function assertNever(step: never): never {
+  throw new Error(`rcluster cannot run a step of kind ${(step as Step).kind}`);
+}
+
+/** Move slots with the migration engine; the other masters are read from the target's view now. */
+async function migrate(from: string, to: string, slots: number[], ctx: StepContext, progress: (p: MigrationProgress) => void): Promise<void> {
+  const [fromId, toId] = await Promise.all([idOf(from, ctx), idOf(to, ctx)]);
+  const view = parseClusterNodes(String(await ctx.pool.call(to, 'CLUSTER', 'NODES')));
+  const others = view
+    .filter((e) => e.role === 'master' && !e.handshake && !e.noaddr && !e.fail && e.id !== fromId && e.id !== toId && e.host)
+    .map((e) => ({ id: e.id, address: `${e.host}:${e.port}` }));
+  await ctx.migrator.migrate({ from: { address: from, id: fromId }, to: { address: to, id: toId }, slots, others }, progress);
+}
+
+/**
+ * CLUSTER RESET HARD, so that the node forgets the cluster and can be re-added cleanly, then stop
+ * it through its host. A node already reset (another id at that address) is only stopped.
+ */
+async function removeNode(step: Extract<Step, { kind: 'remove_node' }>, ctx: StepContext): Promise<void> {
+  const id = String(await ctx.pool.call(step.node, 'CLUSTER', 'MYID'));
+  if (id === step.id) await ctx.pool.call(step.node, 'CLUSTER', 'RESET', 'HARD');
+  if (!step.stop) return;
+  ctx.pool.drop(step.node);
+  const { host } = splitAddress(step.node);
+  if (ctx.plan.desired.connection === 'ssh') {
+    const stop = serviceCommands(step.service ?? '').stop;
+    const r = await ctx.deps.driver.run(host, stop, { timeoutMs: 60_000 });
+    if (r.code !== 0) throw new HostError(host, stop, `exited ${r.code}: ${(r.stderr || r.stdout).trim().split('\n').slice(-2).join(' | ')}`);
+  } else {
+    await stopNode(step.node, { discard: false });
   }
 }
 
@@ -214,6 +291,31 @@ async function waitReplicasInSync(nodes: string[], ctx: StepContext, opts: { mus
           continue;
         }
         if (info['master_link_status'] !== 'up') return `${r}: master_link_status:${info['master_link_status'] ?? 'unknown'}`;
+      }
+      return true;
+    },
+    { timeoutMs: ctx.waitTimeoutMs },
+  );
+}
+
+/**
+ * Gossip spreads a new role slowly: after CLUSTER REPLICATE, other nodes may list the replica as a
+ * master for seconds. Apply is done only when every node's view says what each replica says of
+ * itself; clients that read the topology from any node then see the same cluster.
+ */
+async function waitRolesAgreed(replicas: string[], ctx: StepContext): Promise<void> {
+  const members = ctx.plan.desired.nodes.map((n) => n.address);
+  const ids = await Promise.all(replicas.map((r) => idOf(r, ctx)));
+  await waitFor(
+    'every node to agree on the replicas\' masters',
+    async () => {
+      const own = await Promise.all(replicas.map(async (r) => parseClusterNodes(String(await ctx.pool.call(r, 'CLUSTER', 'NODES'))).find((e) => e.myself)?.masterId));
+      for (const n of members) {
+        const view = parseClusterNodes(String(await ctx.pool.call(n, 'CLUSTER', 'NODES')));
+        for (const [i, id] of ids.entries()) {
+          const e = view.find((x) => x.id === id);
+          if (!e || e.role !== 'replica' || e.masterId !== own[i]) return `${n} does not list ${replicas[i]} as a replica of its master yet`;
+        }
       }
       return true;
     },

@@ -3,7 +3,9 @@ import type { Redis } from 'ioredis';
 import pLimit from 'p-limit';
 import type { HostDriver } from '../hosts/driver.js';
 import type { DesiredCluster, DesiredNode } from '../spec/types.js';
-import { connectNode, describeRedisError } from './connect.js';
+import { connectNode, describeRedisError, splitAddress } from './connect.js';
+import { unlistedNode } from '../spec/normalize.js';
+import { slotList } from '../plan/slots.js';
 import { parseClusterNodes, parseInfo, parseKeyspaceKeys, parseReplication } from './parse.js';
 import { HostError } from '../errors.js';
 import { readDirective } from '../provision/redisConf.js';
@@ -21,7 +23,25 @@ export interface InspectOptions {
 export async function inspectCluster(desired: DesiredCluster, opts: InspectOptions = {}): Promise<LiveCluster> {
   const limit = pLimit(opts.concurrency ?? 16);
   const nodes = await Promise.all(desired.nodes.map((n) => limit(() => inspectNode(n, opts.driver))));
-  return { nodes };
+  // Nodes of the cluster that the spec no longer lists are read too (Redis only: their hosts are
+  // not the spec's): the plan drains, forgets and removes them.
+  const listed = new Set(desired.nodes.map((n) => n.address));
+  const unlisted = new Set<string>();
+  for (const n of nodes) {
+    for (const e of n.view) {
+      const address = `${e.host}:${e.port}`;
+      if (!e.myself && !e.handshake && !e.noaddr && e.host && !listed.has(address)) unlisted.add(address);
+    }
+  }
+  const extras = await Promise.all(
+    [...unlisted].map((address) =>
+      limit(async () => {
+        const { host, port } = splitAddress(address);
+        return { ...(await inspectRedis(unlistedNode(desired, host, port))), unlisted: true };
+      }),
+    ),
+  );
+  return { nodes: [...nodes, ...extras] };
 }
 
 export async function inspectNode(node: DesiredNode, driver?: HostDriver): Promise<LiveNode> {
@@ -61,6 +81,8 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver): Promise<Liv
       live.view = parseClusterNodes(nodesText);
       live.clusterInfo = parseInfo(infoText);
       live.id = myId;
+      const mine = live.view.find((e) => e.myself);
+      if (mine?.role === 'master' && live.keys > 0) live.slotKeys = await keysPerSlot(client, slotList(mine.slots));
     }
     return live;
   } catch (err) {
@@ -132,6 +154,21 @@ async function readHostFacts(node: DesiredNode, driver: HostDriver): Promise<Hos
     }
   }
   return facts;
+}
+
+/**
+ * CLUSTER COUNTKEYSINSLOT for every slot a master owns, pipelined: the plan moves the lightest
+ * slots first and says how many keys each move carries.
+ */
+async function keysPerSlot(client: Redis, slots: number[]): Promise<Map<number, number>> {
+  const out = new Map<number, number>();
+  const pipeline = client.pipeline();
+  for (const slot of slots) pipeline.call('CLUSTER', 'COUNTKEYSINSLOT', String(slot));
+  const replies = (await pipeline.exec()) ?? [];
+  replies.forEach(([err, n], i) => {
+    if (!err) out.set(slots[i] as number, Number(n));
+  });
+  return out;
 }
 
 /** Directives only a config file takes: CONFIG GET knows nothing of them. */

@@ -177,8 +177,11 @@ export function countSlots(ranges: SlotRange[]): number {
 }
 
 /** `0-5460,5462` — ranges as given, a single slot without a dash; '' for none. */
-export function formatRanges(ranges: SlotRange[]): string {
-  return ranges.map((r) => (r.start === r.end ? String(r.start) : `${r.start}-${r.end}`)).join(',');
+/** "0-5460,5462"; with `most`, at most that many ranges and then ", … (N ranges)". */
+export function formatRanges(ranges: SlotRange[], most?: number): string {
+  const shown = most !== undefined && ranges.length > most ? ranges.slice(0, most) : ranges;
+  const text = shown.map((r) => (r.start === r.end ? String(r.start) : `${r.start}-${r.end}`)).join(',');
+  return shown.length < ranges.length ? `${text},… (${ranges.length} ranges)` : text;
 }
 
 /** INFO (or CLUSTER INFO) output → key/value map. Section headers and blank lines are skipped. */

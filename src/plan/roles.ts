@@ -37,7 +37,18 @@ export function allocateRoles(
   const masterSet = new Set(masters);
   const candidates = interleaveByHost(nodes.filter((n) => !masterSet.has(n.address)));
 
-  const capacity = replicaCapacities(masters.length, candidates.length);
+  // The masters that get one replica more than the others are those that have most now, so
+  // that an uneven spread that is already there stays as it is.
+  const even = replicaCapacities(masters.length, candidates.length);
+  const loadNow = (m: string) => candidates.filter((c) => current?.replicaOf.get(c.address) === m).length;
+  // Among masters with as many, a master that the unattached nodes can serve from other hosts.
+  const unattached = candidates.filter((c) => !masterSet.has(current?.replicaOf.get(c.address) ?? ''));
+  const reachableFrom = (m: string) => unattached.filter((c) => c.host !== byAddress.get(m)?.host).length;
+  const byLoad = masters
+    .map((m, i) => ({ i, load: loadNow(m), others: reachableFrom(m) }))
+    .sort((a, b) => b.load - a.load || b.others - a.others || a.i - b.i);
+  const capacity = new Array<number>(masters.length);
+  byLoad.forEach(({ i }, rank) => (capacity[i] = even[rank] as number));
   const replicaOf = new Map<string, string>();
   const load = new Map(masters.map((m) => [m, 0]));
 

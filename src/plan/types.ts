@@ -33,10 +33,36 @@ export type Step =
   | { kind: 'add_slots'; node: string; ranges: SlotRange[] }
   /** Wait until every node agrees on slot owners and reports cluster_state:ok. */
   | { kind: 'wait_cluster_ok'; nodes: string[] }
-  /** CLUSTER REPLICATE: make `node` a replica of `master`. */
-  | { kind: 'replicate'; node: string; master: string }
-  /** Wait until each replica's INFO replication shows master_link_status:up. */
-  | { kind: 'wait_replication'; replicas: string[] };
+  /**
+   * CLUSTER REPLICATE: make `node` a replica of `master`. `resync`: it follows another master now
+   * (or was one), and fetches the new master's data in a full sync.
+   */
+  | { kind: 'replicate'; node: string; master: string; resync?: boolean }
+  /**
+   * Wait until each replica's INFO replication shows master_link_status:up, and every node's view
+   * agrees on who replicates whom.
+   */
+  | { kind: 'wait_replication'; replicas: string[] }
+  /**
+   * A slot left open by an interrupted migration (`[slot->-id]` / `[slot-<-id]`): move the keys
+   * left and give it to the node that was importing it. Comes before anything else touches slots.
+   */
+  | { kind: 'finish_migration'; from: string; to: string; slots: number[]; keys: number }
+  /**
+   * Move slots between two masters with keys in them (the migration engine). `lastSlots`: the
+   * source gives away everything it has and must stay a master until it is removed.
+   */
+  | { kind: 'migrate_slots'; from: string; to: string; slots: SlotRange[]; count: number; keys: number; lastSlots?: boolean }
+  /** A master leaves the spec: its in-sync replica `node` takes its slots over (CLUSTER FAILOVER). */
+  | { kind: 'failover'; node: string; master: string }
+  /** CLUSTER FORGET the node on each node of `via` (every node that stays). */
+  | { kind: 'forget_node'; node: string; id: string; via: string[] }
+  /**
+   * A node that left the spec and the cluster: CLUSTER RESET HARD (it holds no slots by then, and a
+   * replica's copy is dropped) so that it can be re-added cleanly, then stop it through its host
+   * (connection local and ssh). `reachable` false: it is down and is only forgotten.
+   */
+  | { kind: 'remove_node'; node: string; id: string; stop: boolean; reachable: boolean; service?: string };
 
 export type StepKind = Step['kind'];
 
@@ -49,7 +75,7 @@ export interface ConfigChange {
 }
 
 /** Where a step is shown in the human plan, and with which marker. */
-export type StepGroup = 'provision' | 'join' | 'slots' | 'replicas';
+export type StepGroup = 'provision' | 'join' | 'slots' | 'replicas' | 'removal';
 
 /** The role the plan gives a node. */
 export type NodeRole = { node: string; role: 'master'; slots: SlotRange[] } | { node: string; role: 'replica'; master: string };

@@ -1,12 +1,13 @@
 import { countSlots, formatRanges } from '../live/parse.js';
 import type { Plan, StepGroup } from '../plan/types.js';
-import { describeStep, stepGroup, stepMarker } from './steps.js';
+import { describeStep, formatCount, stepGroup, stepMarker } from './steps.js';
 
 const GROUP_TITLES: Record<StepGroup, string> = {
   provision: 'Nodes',
   join: 'Membership',
   slots: 'Slots',
   replicas: 'Replicas',
+  removal: 'Removal',
 };
 
 /** The human plan: steps grouped with +/~ markers, then a one-line summary. */
@@ -34,7 +35,7 @@ export function renderPlan(plan: Plan): string {
   }
   out.push('', '  Resulting layout');
   for (const r of plan.roles) {
-    if (r.role === 'master') out.push(`    M ${r.node}  slots ${formatRanges(r.slots)} (${countSlots(r.slots)})`);
+    if (r.role === 'master') out.push(`    M ${r.node}  slots ${formatRanges(r.slots, 8)} (${countSlots(r.slots)})`);
   }
   for (const r of plan.roles) {
     if (r.role === 'replica') out.push(`    S ${r.node}  replica of ${r.master}`);
@@ -54,13 +55,19 @@ function indentDiff(diff: string): string[] {
 export function summaryLine(plan: Plan): string {
   const count = (k: string) => plan.steps.filter((s) => s.kind === k).length;
   const slots = plan.steps.reduce((n, s) => n + (s.kind === 'add_slots' ? countSlots(s.ranges) : 0), 0);
+  const moved = plan.steps.reduce((n, s) => n + (s.kind === 'migrate_slots' ? s.count : 0), 0);
+  const keys = plan.steps.reduce((n, s) => n + (s.kind === 'migrate_slots' || s.kind === 'finish_migration' ? s.keys : 0), 0);
   const parts = [
     [count('provision_node'), 'node(s) to provision'],
     [count('restart_node'), 'node(s) to restart'],
     [count('set_config'), 'node(s) to change live'],
+    [count('finish_migration'), 'interrupted migration(s) to finish'],
     [count('meet_node'), 'to meet'],
     [slots, 'slot(s) to assign'],
+    [moved, `slot(s) to move (~${formatCount(keys)} keys)`],
+    [count('failover'), 'failover(s)'],
     [count('replicate'), 'replica(s) to attach'],
+    [count('remove_node'), 'node(s) to remove'],
   ]
     .filter(([n]) => (n as number) > 0)
     .map(([n, what]) => `${n} ${what}`);

@@ -1,4 +1,5 @@
 import { countSlots, formatRanges } from '../live/parse.js';
+import { toRanges } from '../plan/slots.js';
 import type { Step, StepGroup, StepKind } from '../plan/types.js';
 
 /** One line naming a step, the same in the plan, the progress view, errors and JSON. */
@@ -27,10 +28,27 @@ export function describeStep(step: Step): string {
     case 'wait_cluster_ok':
       return `wait until ${step.nodes.length} nodes agree on slots and report cluster_state:ok`;
     case 'replicate':
-      return `make ${step.node} a replica of ${step.master}`;
+      return `make ${step.node} a replica of ${step.master}${step.resync ? ' (a full sync from its new master)' : ''}`;
     case 'wait_replication':
-      return `wait until ${step.replicas.length} replica(s) report master_link_status:up`;
+      return `wait until ${step.replicas.length} replica(s) report master_link_status:up and every node agrees on the roles`;
+    case 'finish_migration':
+      return `finish migration of ${step.slots.length === 1 ? `slot ${step.slots[0]}` : `${step.slots.length} slots (${formatRanges(toRanges(step.slots), 6)})`} ${step.from} → ${step.to} (${formatCount(step.keys)} key(s) left)`;
+    case 'migrate_slots':
+      return `move ${step.count} slot(s) (~${formatCount(step.keys)} keys) ${step.from} → ${step.to}${step.lastSlots ? ` (its last slots; ${step.from} stays a master until it is removed)` : ''}`;
+    case 'failover':
+      return `${step.node} takes over the slots of ${step.master} (CLUSTER FAILOVER), which leaves the spec`;
+    case 'forget_node':
+      return `forget ${step.node} (${step.id.slice(0, 8)}) on ${step.via.length} node(s)`;
+    case 'remove_node':
+      return step.reachable
+        ? `reset ${step.node} (CLUSTER RESET HARD)${step.stop ? ` and stop it${via(step.service)}` : ''}, so that it can be re-added cleanly`
+        : `${step.node} does not answer: it is only forgotten; reset it (CLUSTER RESET HARD) before it comes back`;
   }
+}
+
+/** 83400 -> "83,400". */
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
 }
 
 function via(service: string | undefined): string {
@@ -48,6 +66,11 @@ const PHASE_TITLES: Record<StepKind, (n: number) => string> = {
   wait_cluster_ok: () => 'Wait for cluster_state:ok',
   replicate: (n) => `Attach ${n} replica(s)`,
   wait_replication: () => 'Wait for replicas to sync',
+  finish_migration: (n) => `Finish ${n} interrupted slot migration(s)`,
+  migrate_slots: (n) => `Move slots between ${n} pair(s) of masters`,
+  failover: (n) => `Fail over ${n} leaving master(s) to their replicas`,
+  forget_node: (n) => `Forget ${n} node(s)`,
+  remove_node: (n) => `Reset and stop ${n} removed node(s)`,
 };
 
 export function phaseTitle(kind: StepKind, count: number): string {
@@ -66,14 +89,20 @@ export function stepGroup(kind: StepKind): StepGroup {
       return 'join';
     case 'add_slots':
     case 'wait_cluster_ok':
+    case 'finish_migration':
+    case 'migrate_slots':
       return 'slots';
     case 'replicate':
     case 'wait_replication':
+    case 'failover':
       return 'replicas';
+    case 'forget_node':
+    case 'remove_node':
+      return 'removal';
   }
 }
 
-/** + adds something, ~ changes something in place, · only waits. */
+/** + adds something, ~ changes something in place, - removes something, · only waits. */
 export function stepMarker(kind: StepKind): string {
   switch (kind) {
     case 'provision_node':
@@ -84,8 +113,16 @@ export function stepMarker(kind: StepKind): string {
     case 'replicate':
     case 'restart_node':
     case 'set_config':
+    case 'finish_migration':
+    case 'migrate_slots':
+    case 'failover':
       return '~';
-    default:
+    case 'forget_node':
+    case 'remove_node':
+      return '-';
+    case 'wait_join':
+    case 'wait_cluster_ok':
+    case 'wait_replication':
       return '·';
   }
 }

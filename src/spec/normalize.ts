@@ -32,7 +32,7 @@ export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
   const dir = resolve(file, '..');
   const connection = raw.connection ?? 'ssh';
   const replicasPerMaster = raw.replicasPerMaster ?? DEFAULT_REPLICAS_PER_MASTER;
-  const masters = raw.masters ?? Math.floor(raw.nodes.length / (replicasPerMaster + 1));
+  const masters = raw.masters ?? derivedMasters(raw.nodes.length, replicasPerMaster);
 
   const clusterSsh: SshSettings = {
     port: raw.ssh?.port ?? DEFAULT_SSH_PORT,
@@ -62,7 +62,38 @@ export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
     };
   });
 
-  return { name: raw.name, connection, replicasPerMaster, masters, nodes, source: { file, dir } };
+  return {
+    name: raw.name,
+    connection,
+    replicasPerMaster,
+    masters,
+    mastersExplicit: raw.masters !== undefined,
+    nodes,
+    defaults: { ssh: clusterSsh, redis },
+    source: { file, dir },
+  };
+}
+
+/**
+ * Masters when the spec does not say: as many full shards as the nodes make, and never fewer than
+ * Redis Cluster's three when there are three nodes or more (some masters then lack replicas).
+ */
+export function derivedMasters(nodes: number, replicasPerMaster: number): number {
+  return Math.max(Math.min(nodes, MIN_MASTERS), Math.floor(nodes / (replicasPerMaster + 1)));
+}
+
+export const MIN_MASTERS = 3;
+
+/** A node that is no longer listed, as the cluster-wide settings describe it (to remove it). */
+export function unlistedNode(desired: DesiredCluster, host: string, port: number): DesiredNode {
+  return {
+    host,
+    port,
+    address: `${host}:${port}`,
+    weight: 1,
+    ssh: { ...desired.defaults.ssh },
+    redis: nodeRedis(desired.defaults.redis, host, port, desired.connection, desired.source.dir),
+  };
 }
 
 function mergeSsh(base: SshSettings, override: RawSsh | undefined, dir: string): SshSettings {

@@ -3,6 +3,7 @@ import type { Issue, SourceLocator, SpecPath } from './positions.js';
 import { REDIS_PATH_FIELDS } from './raw.js';
 import { describe, isPlainObject, valueAt } from './schema-messages.js';
 import type { DesiredCluster } from './types.js';
+import { derivedMasters, MIN_MASTERS } from './normalize.js';
 
 /** Directives rcluster writes from other spec fields; setting them in redis.config would fight it. */
 const MANAGED_DIRECTIVES: Record<string, string> = {
@@ -21,8 +22,6 @@ const LOCAL_MANAGED_DIRECTIVES: Record<string, string> = {
   logfile: 'rcluster (the node directory, for local nodes)',
   'cluster-announce-ip': 'nodes (the node address, for local nodes)',
 };
-
-const MIN_MASTERS = 3;
 
 /**
  * Checks the schema cannot express. Runs even when the schema found errors, so that one run
@@ -80,21 +79,11 @@ function countIssues(data: Record<string, unknown>): Issue[] {
   if (!Number.isInteger(r) || (r as number) < 0) return [];
   const replicas = r as number;
 
-  if (data.masters === undefined) {
-    const masters = Math.floor(n / (replicas + 1));
-    if (masters >= MIN_MASTERS) return [];
-    const needed = MIN_MASTERS * (replicas + 1);
-    return [
-      error(
-        ['nodes'],
-        `${plural(n, 'node')} give only ${plural(masters, 'master')} with replicasPerMaster ${replicas}; ` +
-          `Redis Cluster needs ${MIN_MASTERS} masters, which takes at least ${needed} nodes`,
-        'key',
-      ),
-    ];
+  if (data.masters === undefined && n < MIN_MASTERS) {
+    return [error(['nodes'], `${plural(n, 'node')} give only ${plural(n, 'master')}; Redis Cluster needs ${MIN_MASTERS} masters, which takes at least ${MIN_MASTERS} nodes`, 'key')];
   }
-  if (!Number.isInteger(data.masters) || (data.masters as number) < MIN_MASTERS) return [];
-  const masters = data.masters as number;
+  if (data.masters !== undefined && (!Number.isInteger(data.masters) || (data.masters as number) < MIN_MASTERS)) return [];
+  const masters = data.masters === undefined ? derivedMasters(n, replicas) : (data.masters as number);
   if (n < masters) {
     return [error(['masters'], `masters is ${masters} but only ${plural(n, 'node is', 'nodes are')} listed`)];
   }

@@ -45,7 +45,18 @@ export interface DesiredCluster {
   connection: ConnectionKind;
   replicasPerMaster: number;
   masters: number;
+  /**
+   * `masters` was written in the spec. When it was derived from the node count instead, a running
+   * cluster with another number of masters is refused rather than resharded: a node count alone
+   * never moves slots.
+   */
+  mastersExplicit: boolean;
   nodes: DesiredNode[];
+  /**
+   * The cluster-wide SSH and redis settings, with {host} and {port} unresolved: what a node that
+   * is no longer listed (and is being removed) is reached and stopped with.
+   */
+  defaults: { ssh: SshSettings; redis: RedisSettings };
   /** Absolute path of the spec file, and the directory relative paths resolve against. */
   source: { file: string; dir: string };
 }

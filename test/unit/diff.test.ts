@@ -263,7 +263,7 @@ describe('computePlan: a running cluster', () => {
     const members = healthyMembers(A).map((m): Member => (m.address === N6 ? { address: N6, master: N1 } : m));
     const plan = computePlan(spec(A), joinedCluster(members), NOW);
     expect(plan.steps).toEqual([
-      { kind: 'replicate', node: N6, master: N3 },
+      { kind: 'replicate', node: N6, master: N3, resync: true },
       { kind: 'wait_replication', replicas: [N6] },
     ]);
   });
@@ -305,12 +305,12 @@ describe('computePlan: a running cluster', () => {
     expect(replicaPairs(plan)).toContainEqual([N1, N4]);
   });
 
-  it('new nodes joining a running cluster are met via the anchor alone and become replicas', () => {
+  it('new nodes joining a small running cluster are met by every node (one handshake round, no gossip wait) and become replicas', () => {
     const live: LiveCluster = { nodes: [...healthyCluster(A).nodes, freshNode(N7), freshNode(N8)] };
     const plan = computePlan(spec([...A, N7, N8], { masters: 3 }), live, NOW);
     expect(plan.steps).toEqual([
-      { kind: 'meet_node', node: N7, via: [N1] },
-      { kind: 'meet_node', node: N8, via: [N1] },
+      { kind: 'meet_node', node: N7, via: A },
+      { kind: 'meet_node', node: N8, via: [...A, N7] },
       { kind: 'wait_join', nodes: [...A, N7, N8] },
       { kind: 'wait_cluster_ok', nodes: [...A, N7, N8] },
       { kind: 'replicate', node: N7, master: N1 },
@@ -319,17 +319,19 @@ describe('computePlan: a running cluster', () => {
     ]);
   });
 
-  it('a node in the cluster but not in the spec, owning no slots: a warning, not an error', () => {
+  it('a replica no longer in the spec: forgotten by every node that stays, then reset and stopped; no slot moves', () => {
     const live = joinedCluster([...healthyMembers(A), { address: N7, master: N1 }]);
     const plan = computePlan(spec(A), live, NOW);
-    expect(plan.steps).toEqual([]);
-    expect(plan.warnings).toHaveLength(1);
-    expect(plan.warnings[0]).toContain(N7);
-    expect(plan.warnings[0]).toContain('not in the spec');
-    expect(renderPlan(plan)).toContain(`Warning: ${plan.warnings[0]}`);
+    const id = live.nodes.find((n) => n.address === N7)?.id as string;
+    expect(plan.steps).toEqual([
+      { kind: 'forget_node', node: N7, id, via: A },
+      { kind: 'remove_node', node: N7, id, stop: true, reachable: true },
+    ]);
+    expect(renderPlan(plan)).toContain(`- forget ${N7} (${id.slice(0, 8)}) on 6 node(s)`);
+    expect(renderPlan(plan)).toContain(`- reset ${N7} (CLUSTER RESET HARD) and stop it, so that it can be re-added cleanly`);
   });
 
-  it('a node not in the spec that owns slots: PlanError', () => {
+  it('a node not in the spec that owns slots but does not answer: PlanError (its keys cannot be moved)', () => {
     const members = healthyMembers(A).map((m): Member => (m.address === N1 ? { address: N1, slots: [{ start: 0, end: 5000 }] } : m));
     const live = joinedCluster([...members, { address: N7, slots: [{ start: 5001, end: 5460 }], notInspected: true }]);
     const err = planError(spec(A), live);
@@ -395,35 +397,148 @@ describe('computePlan: what it refuses', () => {
     expect(() => computePlan(spec(A), live, NOW)).toThrow(/another cluster/);
   });
 
-  it('an open slot (migrating on one node, importing on another): PlanError mentioning the slot', () => {
+  it('slot keys refuse nothing here: a half-assigned cluster whose only master holds too much is rebalanced', () => {
+    const members: Member[] = [{ address: N1, slots: [{ start: 0, end: 9000 }] }, { address: N2 }, { address: N3 }, { address: N4 }, { address: N5 }, { address: N6 }];
+    const plan = computePlan(spec(A), joinedCluster(members), NOW);
+    expect(stepsOf(plan, 'add_slots').map((s) => [s.node, countSlots(s.ranges)])).toEqual([
+      [N2, 5461],
+      [N3, 1922],
+    ]);
+    // N1 keeps the slot of rounding (it already holds more than its share): 9001 - 5462 move.
+    expect(stepsOf(plan, 'migrate_slots').map((s) => [s.from, s.to, s.count])).toEqual([[N1, N3, 3539]]);
+  });
+});
+
+describe('computePlan: day-2 changes', () => {
+  const healthy = () => joinedCluster(healthyMembers(A));
+
+  it('an open slot (migrating on one node, importing on another) is finished first, towards the importing node', () => {
     const members = healthyMembers(A).map((m): Member => {
-      if (m.address === N1) return { ...m, migrating: [{ slot: 2724, to: N2 }] };
+      if (m.address === N1) return { ...m, migrating: [{ slot: 2724, to: N2 }], slotKeys: new Map([[2724, 312]]), keys: 1000 };
       if (m.address === N2) return { ...m, importing: [{ slot: 2724, from: N1 }] };
       return m;
     });
-    const err = planError(spec(A), joinedCluster(members));
-    expect(err.message).toContain('2724 (migrating)');
-    expect(err.message).toContain(N1);
+    const plan = computePlan(spec(A), joinedCluster(members), NOW);
+    expect(plan.steps).toEqual([
+      { kind: 'finish_migration', from: N1, to: N2, slots: [2724], keys: 312 },
+      { kind: 'wait_cluster_ok', nodes: A },
+      // 2724 now counts as N2's: the targets bring one slot back from N2 to N1.
+      { kind: 'migrate_slots', from: N2, to: N1, slots: [{ start: 10922, end: 10922 }], count: 1, keys: 0 },
+      { kind: 'wait_cluster_ok', nodes: A },
+    ]);
+    expect(renderPlan(plan)).toContain(`~ finish migration of slot 2724 ${N1} → ${N2} (312 key(s) left)`);
   });
 
-  it('an open slot seen only on the importing side: PlanError mentioning the slot', () => {
+  it('an open slot seen only on the importing side is finished from the node it names', () => {
     const members = healthyMembers(A).map((m): Member => (m.address === N3 ? { ...m, importing: [{ slot: 42, from: N1 }] } : m));
-    const err = planError(spec(A), joinedCluster(members));
-    expect(err.message).toContain('42 (importing)');
-    expect(err.message).toContain(N3);
+    const plan = computePlan(spec(A), joinedCluster(members), NOW);
+    expect(plan.steps[0]).toEqual({ kind: 'finish_migration', from: N1, to: N3, slots: [42], keys: 0 });
   });
 
-  it('a different number of masters than the spec (masters: 4, 8 nodes, 3-master cluster): PlanError with both counts', () => {
+  it('masters: 4 with two new nodes: the first becomes a master and takes 4096 slots, 1365 or 1366 from each; the second its replica', () => {
+    const keys = (ranges: { start: number; end: number }[]) => new Map(ranges.flatMap((r) => Array.from({ length: r.end - r.start + 1 }, (_, k) => [r.start + k, 10] as [number, number])));
+    const members = healthyMembers(A).map((m): Member => (m.slots ? { ...m, keys: 54610, slotKeys: keys(m.slots) } : m));
+    const live: LiveCluster = { nodes: [...joinedCluster(members).nodes, freshNode(N7), freshNode(N8)] };
+    const plan = computePlan(spec([...A, N7, N8], { masters: 4 }), live, NOW);
+    expect(kinds(plan)).toEqual(['meet_node', 'meet_node', 'wait_join', 'wait_cluster_ok', 'replicate', 'migrate_slots', 'migrate_slots', 'migrate_slots', 'wait_cluster_ok', 'wait_replication']);
+    expect(stepsOf(plan, 'replicate')).toEqual([{ kind: 'replicate', node: N8, master: N7 }]);
+    const moves = stepsOf(plan, 'migrate_slots');
+    expect(moves.map((m) => [m.from, m.to, m.count, m.keys])).toEqual([
+      [N1, N7, 1365, 13650],
+      [N2, N7, 1366, 13660],
+      [N3, N7, 1365, 13650],
+    ]);
+    expect(moves.reduce((n, m) => n + m.count, 0)).toBe(4096);
+    expect(renderPlan(plan)).toContain(`~ move 1365 slot(s) (~13,650 keys) ${N1} → ${N7}`);
+    expect(masters(plan).map((m) => [m.node, countSlots(m.slots as never)]).sort()).toEqual([
+      [N1, 4096],
+      [N2, 4096],
+      [N3, 4096],
+      [N7, 4096],
+    ]);
+  });
+
+  it('8 nodes without masters set, against 3 running masters: refused, saying what to write', () => {
     const live: LiveCluster = { nodes: [...healthyCluster(A).nodes, freshNode(N7), freshNode(N8)] };
-    const err = planError(spec([...A, N7, N8], { masters: 4 }), live);
-    expect(err.message).toContain('has 3 masters');
-    expect(err.message).toContain('asks for 4');
+    const err = planError(spec([...A, N7, N8]), live);
+    expect(err.message).toBe('the cluster has 3 masters; 8 nodes derive 4; set masters: 4 to add a master, or masters: 3 to keep three');
   });
 
-  it('slots without an owner in a layout that is not the spec\'s: PlanError (no rebalancing)', () => {
-    const members: Member[] = [{ address: N1, slots: [{ start: 0, end: 9000 }] }, { address: N2 }, { address: N3 }, { address: N4 }, { address: N5 }, { address: N6 }];
-    const err = planError(spec(A), joinedCluster(members));
-    expect(err.message).toContain('7383 slot(s) have no owner');
+  it('a master removed with masters lowered: drained over every other master, its replica re-homed first, then both forgotten and stopped', () => {
+    const [M1, M2, M3, M4, R1, R2, R3, R4] = addresses(8) as [string, string, string, string, string, string, string, string];
+    const quarter = (i: number) => ({ start: i * 4096, end: i * 4096 + 4095 });
+    const members: Member[] = [
+      ...[M1, M2, M3, M4].map((address, i): Member => ({ address, slots: [quarter(i)] })),
+      ...[R1, R2, R3, R4].map((address, i): Member => ({ address, master: [M1, M2, M3, M4][i] as string })),
+    ];
+    const live = joinedCluster(members);
+    // M4 leaves; R4 stays and becomes a second replica somewhere.
+    const plan = computePlan(spec([M1, M2, M3, R1, R2, R3, R4], { masters: 3 }), live, NOW);
+    const id4 = live.nodes.find((n) => n.address === M4)?.id as string;
+    expect(kinds(plan)).toEqual(['replicate', 'migrate_slots', 'migrate_slots', 'migrate_slots', 'wait_cluster_ok', 'wait_replication', 'forget_node', 'remove_node']);
+    expect(stepsOf(plan, 'replicate')).toEqual([{ kind: 'replicate', node: R4, master: M1, resync: true }]);
+    expect(stepsOf(plan, 'migrate_slots').map((m) => [m.from, m.to, m.count, m.lastSlots])).toEqual([
+      [M4, M1, 1365, true],
+      [M4, M2, 1366, true],
+      [M4, M3, 1365, true],
+    ]);
+    expect(stepsOf(plan, 'forget_node')).toEqual([{ kind: 'forget_node', node: M4, id: id4, via: [M1, M2, M3, R1, R2, R3, R4] }]);
+    expect(countSlots(masters(plan).flatMap((m) => m.slots as never))).toBe(16384);
+  });
+
+  it('a master whose node leaves while masters stays: its in-sync replica takes over (CLUSTER FAILOVER), no slot moves', () => {
+    const live = healthy();
+    const plan = computePlan(spec([N2, N3, N4, N5, N6], { masters: 3 }), live, NOW);
+    const id1 = live.nodes.find((n) => n.address === N1)?.id as string;
+    expect(plan.steps).toEqual([
+      { kind: 'failover', node: N4, master: N1 },
+      { kind: 'forget_node', node: N1, id: id1, via: [N2, N3, N4, N5, N6] },
+      { kind: 'remove_node', node: N1, id: id1, stop: true, reachable: true },
+    ]);
+    expect(masters(plan).map((m) => m.node)).toEqual([N4, N2, N3]);
+    expect(plan.warnings.join('\n')).toContain(`${N4} will have fewer than 1 replica(s)`);
+  });
+
+  it('a weight change on a running cluster reshards only the difference, and a failover never moves slots', () => {
+    const text = (w: string) => `name: unit\nconnection: local\nnodes:\n  - { host: 127.0.0.1, port: 7001, weight: ${w} }\n${A.slice(1).map((a) => `  - ${a}`).join('\n')}\n`;
+    const plan = computePlan(specFrom(text('2')), healthy(), NOW);
+    const moves = stepsOf(plan, 'migrate_slots');
+    expect(moves.every((m) => m.to === N1)).toBe(true);
+    expect(moves.reduce((n, m) => n + m.count, 0)).toBe(8192 - 5461);
+    // N1 weighs 2; after a failover N4 holds its slots, and the shard still weighs 2.
+    const failedOver = healthyMembers(A).map((m): Member => (m.address === N1 ? { address: N1, master: N4 } : m.address === N4 ? { address: N4, slots: [CREATE_RANGES[0]!] } : m));
+    const after = computePlan(specFrom(text('1')), joinedCluster(failedOver), NOW);
+    expect(after.steps).toEqual([]);
+  });
+
+  it('a node added without raising masters becomes a replica of the master with the fewest replicas', () => {
+    const members: Member[] = [
+      { address: '127.0.0.51:6379', slots: [CREATE_RANGES[0]!] },
+      { address: '127.0.0.52:6379', slots: [CREATE_RANGES[1]!] },
+      { address: '127.0.0.53:6379', slots: [CREATE_RANGES[2]!] },
+      { address: '127.0.0.54:6379', master: '127.0.0.51:6379' },
+      { address: '127.0.0.55:6379', master: '127.0.0.52:6379' },
+    ];
+    const live: LiveCluster = { nodes: [...joinedCluster(members).nodes, freshNode('127.0.0.56:6379')] };
+    const plan = computePlan(spec([...members.map((m) => m.address), '127.0.0.56:6379'], { connection: 'none' }), live, NOW);
+    expect(stepsOf(plan, 'replicate')).toEqual([{ kind: 'replicate', node: '127.0.0.56:6379', master: '127.0.0.53:6379' }]);
+    expect(stepsOf(plan, 'migrate_slots')).toEqual([]);
+  });
+
+  it('with every master already replicated, the extra replica goes to a master on another host than its own', () => {
+    const members: Member[] = [
+      { address: '127.0.0.51:6379', slots: [CREATE_RANGES[0]!] },
+      { address: '127.0.0.52:6379', slots: [CREATE_RANGES[1]!] },
+      { address: '127.0.0.53:6379', slots: [CREATE_RANGES[2]!] },
+      { address: '127.0.0.54:6379', master: '127.0.0.51:6379' },
+      { address: '127.0.0.55:6379', master: '127.0.0.52:6379' },
+      { address: '127.0.0.56:6379', master: '127.0.0.53:6379' },
+    ];
+    const live: LiveCluster = { nodes: [...joinedCluster(members).nodes, freshNode('127.0.0.51:6380')] };
+    const plan = computePlan(spec([...members.map((m) => m.address), '127.0.0.51:6380'], { connection: 'none' }), live, NOW);
+    const [step] = stepsOf(plan, 'replicate');
+    expect(step?.node).toBe('127.0.0.51:6380');
+    expect(step?.master).not.toBe('127.0.0.51:6379');
   });
 });
 

@@ -229,12 +229,17 @@ describe('allocateRoles: properties', () => {
         expect(roles.masters).toEqual(current.masters);
         expect([...roles.masters, ...roles.replicaOf.keys()].sort()).toEqual(nodes.map((n) => n.address).sort());
         const byMaster = replicasByMaster(roles);
+        // The even spread, its larger shares going to the masters with the most replicas now.
         const capacity = replicaCapacities(s.masters, nodes.length - s.masters);
+        const counts = roles.masters.map((m) => byMaster.get(m)?.length ?? 0);
+        expect([...counts].sort((a, b) => b - a)).toEqual(capacity);
+        const valid = (m: string) => [...current.replicaOf].filter(([, to]) => to === m).length;
         roles.masters.forEach((m, i) => {
-          expect(byMaster.get(m)).toHaveLength(capacity[i] ?? -1);
-          const valid = [...current.replicaOf].filter(([, to]) => to === m).length;
           const kept = [...current.replicaOf].filter(([r, to]) => to === m && roles.replicaOf.get(r) === m).length;
-          expect(kept).toBe(Math.min(valid, capacity[i] ?? 0));
+          expect(kept).toBe(Math.min(valid(m), counts[i] ?? 0));
+          roles.masters.forEach((o, j) => {
+            if (valid(m) > valid(o)) expect(counts[i]).toBeGreaterThanOrEqual(counts[j] as number);
+          });
         });
       }),
     );

@@ -53,7 +53,7 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ['duplicate node', `name: x\nnodes:\n${nodeLines(6)}\n  - 127.0.0.1:7002\n`, 9, 5, 'duplicate node "127.0.0.1:7002" (first listed on line 4)'],
     ['duplicate node across forms', `name: x\nnodes:\n${nodeLines(6)}\n  - { host: 127.0.0.1, port: 7006 }\n`, 9, 5, 'duplicate node "127.0.0.1:7006" (first listed on line 8)'],
     ['masters: 2', `name: x\nmasters: 2\n${SIX}`, 2, 10, '"masters" must be an integer of at least 3 (got 2)'],
-    ['too few nodes for 3 masters', `name: x\nreplicasPerMaster: 1\nnodes:\n${nodeLines(5)}\n`, 3, 1, '5 nodes give only 2 masters with replicasPerMaster 1; Redis Cluster needs 3 masters, which takes at least 6 nodes'],
+    ['too few nodes for 3 masters', `name: x\nreplicasPerMaster: 1\nnodes:\n${nodeLines(2)}\n`, 3, 1, '2 nodes give only 2 masters; Redis Cluster needs 3 masters, which takes at least 3 nodes'],
     ['fewer nodes than masters', `name: x\nmasters: 4\nreplicasPerMaster: 0\nnodes:\n${nodeLines(3)}\n`, 2, 10, 'masters is 4 but only 3 nodes are listed'],
     ['empty nodes', `name: x\nnodes: []\n`, 2, 8, '"nodes" must list at least 1 item'],
     ['missing name', `# a comment\nreplicasPerMaster: 1\n${SIX}`, 2, 1, 'missing required key "name"'],
@@ -138,6 +138,14 @@ describe('warnings', () => {
     expect(result.desired?.masters).toBe(4);
     expect(formatDiagnostic(result.diagnostics[0]!)).toBe(`${FILE}:4:1: warning: 6 nodes are fewer than the 8 needed for 4 masters with 1 replica each: 2 of the 4 masters will have no replica`);
     expect(requireSpec(result).nodes).toHaveLength(6);
+  });
+
+  it('without masters, 5 nodes of a 3+3 layout (a replica dropped) still give 3 masters, one of them without a replica', () => {
+    const result = parseSpec(`name: x\nreplicasPerMaster: 1\nnodes:\n${nodeLines(5)}\n`, FILE);
+    expect(result.diagnostics.map((d) => [d.severity, d.message])).toEqual([
+      ['warning', '5 nodes are fewer than the 6 needed for 3 masters with 1 replica each: 1 of the 3 masters will have no replica'],
+    ]);
+    expect(requireSpec(result)).toMatchObject({ masters: 3, mastersExplicit: false });
   });
 
   it('counts short masters when replicas per master is above one', () => {

@@ -99,6 +99,8 @@ export interface Member {
   migrating?: { slot: number; to: string }[];
   importing?: { slot: number; from: string }[];
   keys?: number;
+  /** Keys per slot (COUNTKEYSINSLOT), for a master. */
+  slotKeys?: Map<number, number>;
   /** Shown with the `fail` flag in everybody's view. */
   failed?: boolean;
   /** Addresses this node's view contains besides itself (default: every member). */
@@ -163,6 +165,7 @@ export function joinedCluster(members: Member[], extra: LiveNode[] = []): LiveCl
         ? { role: 'replica', masterHost: master.host, masterPort: master.port, masterLinkStatus: 'up', connectedReplicas: 0 }
         : { role: 'master', connectedReplicas: members.filter((o) => o.master === m.address).length },
       keys: m.keys ?? 0,
+      ...(m.slotKeys ? { slotKeys: m.slotKeys } : {}),
       redisVersion: '7.2.4',
     });
   });

@@ -1,0 +1,224 @@
+import type { Redis } from 'ioredis';
+import { splitAddress } from '../live/connect.js';
+import type { NodePool } from './pool.js';
+
+/**
+ * The slot-migration engine, classic strategy: SETSLOT IMPORTING/MIGRATING, then GETKEYSINSLOT +
+ * MIGRATE … KEYS until the slot is empty, then SETSLOT NODE on the target, the source and every
+ * other master. redis-cli does this one slot and 10 keys at a time, about 7 round trips a slot;
+ * here a round of slots shares each round trip (pipelines), and the caller runs every pair at once.
+ *
+ * All state lives in the cluster: a slot cut off half-way is open on its two nodes
+ * (`[slot->-id]`, `[slot-<-id]`), and running the same job again finishes it. Nothing is re-sent
+ * blindly after an error: each pass reads the keys left in the slot again.
+ *
+ * A second strategy (server-side atomic migration: Valkey >= 9 CLUSTER MIGRATESLOTS, Redis >= 8.4
+ * CLUSTER MIGRATION IMPORT) would implement `SlotMigrator` too, and be chosen where every node
+ * supports it.
+ */
+export interface SlotMigrator {
+  migrate(job: MigrationJob, onProgress: (p: MigrationProgress) => void): Promise<MigrationProgress>;
+}
+
+export interface MigrationJob {
+  from: { address: string; id: string };
+  to: { address: string; id: string };
+  slots: number[];
+  /** Other masters, told the new owner last. */
+  others: { address: string; id: string }[];
+}
+
+export interface MigrationProgress {
+  slotsDone: number;
+  slotsTotal: number;
+  keysMoved: number;
+}
+
+export interface MigrateOptions {
+  /** Slots sent per round trip. */
+  slotsPerRound: number;
+  /** Rounds in flight per pair. */
+  roundsInFlight: number;
+  /** Keys per MIGRATE, at most. */
+  maxKeys: number;
+  /** Bytes per MIGRATE, roughly (from the source's average key size). */
+  maxBytes: number;
+  /** MIGRATE's own I/O timeout for a batch; a key that times out alone gets one scaled to its size. */
+  migrateTimeoutMs: number;
+}
+
+export const DEFAULT_MIGRATE_OPTIONS: MigrateOptions = {
+  slotsPerRound: 64,
+  roundsInFlight: 2,
+  maxKeys: 1000,
+  maxBytes: 8 * 1024 * 1024,
+  migrateTimeoutMs: 10_000,
+};
+
+/** A key that exists on both sides with different values: never overwritten, always reported. */
+export class KeyConflictError extends Error {}
+
+type Reply = [Error | null, unknown][];
+
+export class ClassicMigrator implements SlotMigrator {
+  constructor(
+    private readonly pool: NodePool,
+    private readonly opts: MigrateOptions = DEFAULT_MIGRATE_OPTIONS,
+  ) {}
+
+  async migrate(job: MigrationJob, onProgress: (p: MigrationProgress) => void): Promise<MigrationProgress> {
+    const progress: MigrationProgress = { slotsDone: 0, slotsTotal: job.slots.length, keysMoved: 0 };
+    const source = await this.pool.get(job.from.address);
+    const target = await this.pool.get(job.to.address);
+    const others = await Promise.all(job.others.map(async (o) => ({ ...o, client: await this.pool.get(o.address) })));
+    const batchKeys = await this.batchSize(source);
+    const rounds: number[][] = [];
+    for (let i = 0; i < job.slots.length; i += this.opts.slotsPerRound) rounds.push(job.slots.slice(i, i + this.opts.slotsPerRound));
+    let next = 0;
+    const worker = async () => {
+      while (next < rounds.length) {
+        const slots = rounds[next++] as number[];
+        const keys = await this.round(job, slots, { source, target, others, batchKeys });
+        progress.slotsDone += slots.length;
+        progress.keysMoved += keys;
+        onProgress({ ...progress });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.opts.roundsInFlight, rounds.length) }, worker));
+    return progress;
+  }
+
+  /** Keys per MIGRATE: as many as fit in maxBytes at the source's average key size. */
+  private async batchSize(source: Redis): Promise<number> {
+    const [memory, dbsize] = await Promise.all([source.info('memory'), source.dbsize()]);
+    const dataset = Number(/used_memory_dataset:(\d+)/.exec(memory)?.[1] ?? 0);
+    const avg = dbsize > 0 && dataset > 0 ? dataset / dbsize : 0;
+    return avg > 0 ? Math.max(1, Math.min(this.opts.maxKeys, Math.floor(this.opts.maxBytes / avg))) : this.opts.maxKeys;
+  }
+
+  private async round(job: MigrationJob, slots: number[], c: { source: Redis; target: Redis; others: { id: string; address: string; client: Redis }[]; batchKeys: number }): Promise<number> {
+    // Importing on the target first, then migrating on the source: the other order would let the
+    // source send clients -ASK to a target that still answers -MOVED (a redirect loop).
+    const imp = await exec(c.target, slots.map((s) => ['CLUSTER', 'SETSLOT', s, 'IMPORTING', job.from.id]));
+    // The target already owns it: an earlier run got as far as the final SETSLOT NODE.
+    const open = slots.filter((_, i) => !isAlreadyOwner(imp[i]?.[0]));
+    throwFirst(imp, job.to.address, 'CLUSTER SETSLOT IMPORTING', (e) => isAlreadyOwner(e));
+    const mig = await exec(c.source, open.map((s) => ['CLUSTER', 'SETSLOT', s, 'MIGRATING', job.to.id]));
+    // "not the owner": the source gave it away already (final SETSLOT NODE reached the source).
+    throwFirst(mig, job.from.address, 'CLUSTER SETSLOT MIGRATING', (e) => /not the owner/i.test(e.message));
+    const moving = open.filter((_, i) => !mig[i]?.[0]);
+
+    const moved = await this.drain(job, moving, c.source, c.target, c.batchKeys);
+
+    // The new owner is told first, then the source, then the others (redis/redis #9223): the
+    // other way round a slot could be left with no owner that everyone agrees on.
+    const node = (s: number) => ['CLUSTER', 'SETSLOT', s, 'NODE', job.to.id];
+    throwFirst(await exec(c.target, slots.map(node)), job.to.address, 'CLUSTER SETSLOT NODE');
+    throwFirst(await exec(c.source, slots.map(node)), job.from.address, 'CLUSTER SETSLOT NODE');
+    await Promise.all(
+      c.others.map(async (o) => {
+        // Telling the others only spares them waiting for gossip. A node that has not met the
+        // target yet ("Unknown node"), or turned out to be a replica, learns it from gossip.
+        throwFirst(await exec(o.client, slots.map(node)), o.address, 'CLUSTER SETSLOT NODE', (e) => /unknown node|only with masters/i.test(e.message));
+      }),
+    );
+    return moved;
+  }
+
+  /** MIGRATE the keys of `slots` until GETKEYSINSLOT finds none left in any of them. */
+  private async drain(job: MigrationJob, slots: number[], source: Redis, target: Redis, batchKeys: number): Promise<number> {
+    const { host, port } = splitAddress(job.to.address);
+    let moved = 0;
+    let active = slots;
+    const alone = new Set<number>();
+    const failures = new Map<number, number>();
+    while (active.length > 0) {
+      const found = await exec(source, active.map((s) => ['CLUSTER', 'GETKEYSINSLOT', s, alone.has(s) ? 1 : batchKeys]));
+      throwFirst(found, job.from.address, 'CLUSTER GETKEYSINSLOT');
+      const batches = active.map((s, i) => ({ slot: s, keys: (found[i]?.[1] as string[]) ?? [] })).filter((b) => b.keys.length > 0);
+      if (batches.length === 0) break;
+      const timeouts = await Promise.all(batches.map((b) => (alone.has(b.slot) ? this.aloneTimeout(source, b.keys[0] as string) : this.opts.migrateTimeoutMs)));
+      const replies = await exec(
+        source,
+        batches.map((b, i) => ['MIGRATE', host, port, '', 0, timeouts[i] as number, 'KEYS', ...b.keys]),
+      );
+      // A slot stays in the next pass when its MIGRATE failed or its batch was full. A batch
+      // that was not full emptied the slot: new keys of a migrating slot are written on the
+      // target (-ASK), never on the source.
+      const next: number[] = [];
+      for (const [i, b] of batches.entries()) {
+        const err = replies[i]?.[0];
+        const limit = alone.has(b.slot) ? 1 : batchKeys;
+        if (!err) {
+          moved += b.keys.length;
+          if (b.keys.length >= limit) next.push(b.slot);
+          continue;
+        }
+        if (/^BUSYKEY/.test(err.message)) {
+          moved += await this.resolveBusy(job, b.slot, b.keys, source, target, timeouts[i] as number);
+          next.push(b.slot);
+          continue;
+        }
+        // A timeout or a dropped link: some keys may have arrived, some not. Read the slot again
+        // (never re-send blindly), one key at a time with a timeout sized to it.
+        const n = (failures.get(b.slot) ?? 0) + 1;
+        failures.set(b.slot, n);
+        if (n > 3) throw new Error(`MIGRATE of slot ${b.slot} ${job.from.address} -> ${job.to.address} failed ${n} times: ${err.message}`);
+        alone.add(b.slot);
+        next.push(b.slot);
+      }
+      active = next;
+    }
+    return moved;
+  }
+
+  /** A key alone: its own MIGRATE timeout, from its size (10 s, plus 1 s per 10 MB). */
+  private async aloneTimeout(source: Redis, key: string): Promise<number> {
+    const bytes = Number((await source.call('MEMORY', 'USAGE', key).catch(() => 0)) ?? 0);
+    return this.opts.migrateTimeoutMs + Math.ceil(bytes / 10_000_000) * 1000;
+  }
+
+  /**
+   * BUSYKEY: a key of the batch already exists on the target, e.g. a MIGRATE cut off after the
+   * target stored it but before the source deleted it. The same value on both sides is safe to
+   * overwrite; a different one is a conflict rcluster will not decide.
+   */
+  private async resolveBusy(job: MigrationJob, slot: number, keys: string[], source: Redis, target: Redis, timeoutMs: number): Promise<number> {
+    const left = (await source.call('CLUSTER', 'GETKEYSINSLOT', slot, keys.length)) as string[];
+    const { host, port } = splitAddress(job.to.address);
+    let moved = 0;
+    for (const key of left) {
+      // Compared as bytes: DUMP is binary. ASKING: the target does not own the slot yet and
+      // would answer -MOVED.
+      const [onTarget, ours] = await Promise.all([target.pipeline().asking().dumpBuffer(key).exec(), source.dumpBuffer(key)]);
+      const theirs = (onTarget?.[1]?.[1] as Buffer | null | undefined) ?? null;
+      if (ours === null) continue; // it expired or was moved meanwhile
+      if (theirs !== null && !theirs.equals(ours)) {
+        throw new KeyConflictError(
+          `key "${key}" (slot ${slot}) exists on both ${job.from.address} and ${job.to.address} with different values; rcluster will not overwrite either. Keep one of them by hand, then run apply again`,
+        );
+      }
+      // Identical on both sides (or gone from the target meanwhile): overwriting changes nothing.
+      const r = await exec(source, [['MIGRATE', host, port, '', 0, timeoutMs, ...(theirs !== null ? ['REPLACE'] : []), 'KEYS', key]]);
+      throwFirst(r, job.from.address, `MIGRATE ${key}`);
+      moved++;
+    }
+    return moved;
+  }
+}
+
+async function exec(client: Redis, commands: (string | number)[][]): Promise<Reply> {
+  if (commands.length === 0) return [];
+  const pipeline = client.pipeline();
+  for (const [cmd, ...args] of commands) pipeline.call(String(cmd), ...args.map(String));
+  return ((await pipeline.exec()) ?? []) as Reply;
+}
+
+function isAlreadyOwner(err: Error | null | undefined): boolean {
+  return !!err && /already the owner/i.test(err.message);
+}
+
+function throwFirst(replies: Reply, address: string, what: string, tolerated: (e: Error) => boolean = () => false): void {
+  const failed = replies.find(([e]) => e && !tolerated(e));
+  if (failed?.[0]) throw new Error(`${address}: ${what}: ${failed[0].message}`);
+}
