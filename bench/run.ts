@@ -1,7 +1,7 @@
 /**
  * npm run bench: figures side by side with redis-cli --cluster, on this machine's loopback only.
- * Today: the time from nothing to a healthy 3+3 cluster (README command 1). The migration
- * benchmarks of the day-2 work join this file.
+ * The time from nothing to a healthy 3+3 cluster (README command 1), then the day-2 migration
+ * benchmark (bench/migrate.ts). BENCH_ONLY=create or BENCH_ONLY=migrate runs one part.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -11,6 +11,7 @@ import { main } from '../src/cli/main.js';
 import type { Io } from '../src/cli/io.js';
 import { connectNode } from '../src/live/connect.js';
 import { waitFor } from '../src/apply/wait.js';
+import { BenchFailure, migrationBench } from './migrate.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const quiet: Io = { out: () => {}, err: (t) => process.stderr.write(t + '\n'), stdinIsTTY: false };
@@ -109,30 +110,46 @@ async function sshCreate(): Promise<number | string> {
   }
 }
 
-const ours: number[] = [];
-const theirs: number[] = [];
-for (let i = 0; i < RUNS; i++) {
-  const a = mkdtempSync(join(tmpdir(), 'rcluster-bench-'));
-  const b = mkdtempSync(join(tmpdir(), 'rcluster-bench-cli-'));
-  try {
-    ours.push(await rclusterCreate(a));
-    theirs.push(await redisCliCreate(b));
-  } finally {
-    rmSync(a, { recursive: true, force: true });
-    rmSync(b, { recursive: true, force: true });
+async function createBench(): Promise<void> {
+  const ours: number[] = [];
+  const theirs: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const a = mkdtempSync(join(tmpdir(), 'rcluster-bench-'));
+    const b = mkdtempSync(join(tmpdir(), 'rcluster-bench-cli-'));
+    try {
+      ours.push(await rclusterCreate(a));
+      theirs.push(await redisCliCreate(b));
+    } finally {
+      rmSync(a, { recursive: true, force: true });
+      rmSync(b, { recursive: true, force: true });
+    }
   }
-}
-console.log('create a 3 masters + 3 replicas cluster from nothing (127.0.0.1, redis-server processes started by each tool or script):');
-console.log(`  rcluster apply            ${summary(ours)}`);
-console.log(`  redis-cli --cluster create ${summary(theirs)}`);
-console.log(`  ratio                     ${(Math.min(...ours) / Math.min(...theirs)).toFixed(2)}x (best of each)`);
+  console.log('create a 3 masters + 3 replicas cluster from nothing (127.0.0.1, redis-server processes started by each tool or script):');
+  console.log(`  rcluster apply            ${summary(ours)}`);
+  console.log(`  redis-cli --cluster create ${summary(theirs)}`);
+  console.log(`  ratio                     ${(Math.min(...ours) / Math.min(...theirs)).toFixed(2)}x (best of each)`);
 
-const ssh: (number | string)[] = [];
-for (let i = 0; i < RUNS; i++) {
-  const r = await sshCreate();
-  ssh.push(r);
-  if (typeof r === 'string') break;
+  const ssh: (number | string)[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const r = await sshCreate();
+    ssh.push(r);
+    if (typeof r === 'string') break;
+  }
+  const sshTimes = ssh.filter((x): x is number => typeof x === 'number');
+  console.log('\nthe runbook\'s create over SSH: six fresh test hosts (standalone redis on :6379) to a healthy 3+3 cluster:');
+  console.log(`  rcluster apply            ${sshTimes.length > 0 ? summary(sshTimes) : ssh[0]}`);
 }
-const sshTimes = ssh.filter((x): x is number => typeof x === 'number');
-console.log('\nthe runbook\'s create over SSH: six fresh test hosts (standalone redis on :6379) to a healthy 3+3 cluster:');
-console.log(`  rcluster apply            ${sshTimes.length > 0 ? summary(sshTimes) : ssh[0]}`);
+
+const only = process.env['BENCH_ONLY'];
+if (only !== undefined && only !== 'create' && only !== 'migrate') {
+  console.error(`BENCH_ONLY must be create or migrate, not "${only}"`);
+  process.exit(1);
+}
+try {
+  if (only !== 'migrate') await createBench();
+  if (only !== 'create') await migrationBench();
+} catch (err) {
+  if (!(err instanceof BenchFailure)) throw err;
+  console.error(`\nbenchmark failed: ${err.message}`);
+  process.exitCode = 1;
+}

@@ -24,7 +24,7 @@ export type ApplyEvent =
   | { type: 'step_done'; phase: number; index: number; title: string; ms: number }
   | { type: 'step_failed'; phase: number; index: number; title: string; error: string }
   /** A slot migration's progress: slots done of total, keys moved so far, time since it started. */
-  | { type: 'step_progress'; phase: number; index: number; title: string; slotsDone: number; slotsTotal: number; keysMoved: number; ms: number }
+  | { type: 'step_progress'; phase: number; index: number; pair: string; slotsDone: number; slotsTotal: number; keysMoved: number; ms: number }
   | { type: 'phase_done'; phase: number; ms: number }
   | { type: 'phase_failed'; phase: number; error: string };
 
@@ -41,6 +41,26 @@ export interface ApplyDeps {
   waitTimeoutMs?: number;
   /** The slot-migration strategy (the classic MIGRATE engine unless given). */
   migrator?: (pool: NodePool) => SlotMigrator;
+}
+
+/**
+ * What was done before a failure, in plan order, one line a step; a kind with many steps (slot
+ * migrations, forgets) is one line, so that thousands of steps never print one line each.
+ */
+export function summarizeDone(done: { title: string; kind: StepKind }[]): string[] {
+  const count = new Map<StepKind, number>();
+  for (const d of done) count.set(d.kind, (count.get(d.kind) ?? 0) + 1);
+  const out: string[] = [];
+  const summarized = new Set<StepKind>();
+  for (const d of done) {
+    const n = count.get(d.kind) ?? 0;
+    if (n <= 5) out.push(d.title);
+    else if (!summarized.has(d.kind)) {
+      summarized.add(d.kind);
+      out.push(`${phaseTitle(d.kind, n)} (${n} steps)`);
+    }
+  }
+  return out;
 }
 
 /** Consecutive steps of one kind are independent of each other and run together. */
@@ -61,7 +81,7 @@ export function phasesOf(plan: Plan): Phase[] {
  */
 export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEvent) => void): Promise<void> {
   const pool = new NodePool();
-  const done: { index: number; title: string }[] = [];
+  const done: { index: number; title: string; kind: StepKind }[] = [];
   const ctx: StepContext = {
     plan,
     deps,
@@ -88,13 +108,21 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
             const t0 = Date.now();
             emit({ type: 'step_start', phase: pi, index, title });
             try {
-              await runStep(step, ctx, (p) => emit({ type: 'step_progress', phase: pi, index, title, ...p, ms: Date.now() - t0 }));
+              // At most a few frames a second: thousands of slot rounds must not flood a log.
+              let shown = 0;
+              const pair = 'from' in step && 'to' in step ? `${step.from} → ${step.to}` : step.kind;
+              await runStep(step, ctx, (p) => {
+                const now = Date.now();
+                if (now - shown < 250 && p.slotsDone < p.slotsTotal) return;
+                shown = now;
+                emit({ type: 'step_progress', phase: pi, index, pair, ...p, ms: now - t0 });
+              });
             } catch (err) {
               failing = true;
               emit({ type: 'step_failed', phase: pi, index, title, error: (err as Error).message });
               throw Object.assign(err as Error, { stepTitle: title });
             }
-            done.push({ index, title });
+            done.push({ index, title, kind: step.kind });
             emit({ type: 'step_done', phase: pi, index, title, ms: Date.now() - t0 });
           }),
         ),
@@ -103,7 +131,7 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
       if (failed) {
         const err = failed.reason as Error & { stepTitle?: string };
         emit({ type: 'phase_failed', phase: pi, error: err.message });
-        throw new ApplyError(err.stepTitle ?? phase.title, err, done.sort((a, b) => a.index - b.index).map((d) => d.title));
+        throw new ApplyError(err.stepTitle ?? phase.title, err, summarizeDone(done.sort((a, b) => a.index - b.index)));
       }
       emit({ type: 'phase_done', phase: pi, ms: Date.now() - started });
     }
@@ -300,24 +328,36 @@ async function waitReplicasInSync(nodes: string[], ctx: StepContext, opts: { mus
 
 /**
  * Gossip spreads a new role slowly: after CLUSTER REPLICATE, other nodes may list the replica as a
- * master for seconds. Apply is done only when every node's view says what each replica says of
- * itself; clients that read the topology from any node then see the same cluster.
+ * master for up to half the node timeout. Apply is done only when every node's view says what
+ * each replica says of itself; clients that read the topology from any node then see the same
+ * cluster. A node that lags is sent a packet from the replica at once: CLUSTER MEET from the
+ * replica to that node carries the replica's header (and its role), and the handshake entry it
+ * creates is dropped as soon as the node answers with its known id.
  */
 async function waitRolesAgreed(replicas: string[], ctx: StepContext): Promise<void> {
   const members = ctx.plan.desired.nodes.map((n) => n.address);
   const ids = await Promise.all(replicas.map((r) => idOf(r, ctx)));
+  const nudged = new Set<string>();
   await waitFor(
     'every node to agree on the replicas\' masters',
     async () => {
       const own = await Promise.all(replicas.map(async (r) => parseClusterNodes(String(await ctx.pool.call(r, 'CLUSTER', 'NODES'))).find((e) => e.myself)?.masterId));
+      let lagging: string | undefined;
       for (const n of members) {
         const view = parseClusterNodes(String(await ctx.pool.call(n, 'CLUSTER', 'NODES')));
+        const me = view.find((e) => e.myself);
         for (const [i, id] of ids.entries()) {
           const e = view.find((x) => x.id === id);
-          if (!e || e.role !== 'replica' || e.masterId !== own[i]) return `${n} does not list ${replicas[i]} as a replica of its master yet`;
+          if (e && e.role === 'replica' && e.masterId === own[i]) continue;
+          const r = replicas[i] as string;
+          lagging ??= `${n} does not list ${r} as a replica of its master yet`;
+          if (me?.host && r !== n && !nudged.has(`${r}>${n}`)) {
+            nudged.add(`${r}>${n}`);
+            await ctx.pool.call(r, 'CLUSTER', 'MEET', me.host, me.port, me.busPort).catch(() => {});
+          }
         }
       }
-      return true;
+      return lagging ?? true;
     },
     { timeoutMs: ctx.waitTimeoutMs },
   );

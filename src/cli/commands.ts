@@ -3,6 +3,7 @@ import { executePlan, phasesOf } from '../apply/execute.js';
 import { ApplyError, PlanError, UsageError } from '../errors.js';
 import { formatDiagnostic } from '../errors.js';
 import { inspectCluster } from '../live/inspect.js';
+import { splitAddress } from '../live/connect.js';
 import { clusterStatus } from '../live/status.js';
 import { computePlan } from '../plan/diff.js';
 import { fingerprint } from '../plan/fingerprint.js';
@@ -118,7 +119,8 @@ export async function applyCommand(opts: { file?: string; planFile?: string; aut
 }
 
 async function runPlan(plan: Plan, opts: { file?: string; planFile?: string; json?: boolean }, io: Io): Promise<void> {
-  const driver = driverFor(plan.desired);
+  const leaving = plan.steps.flatMap((s) => (s.kind === 'remove_node' ? [splitAddress(s.node).host] : []));
+  const driver = driverFor(plan.desired, leaving);
   const view = opts.json ? jsonProgress((l) => io.out(l)) : listrProgress(phasesOf(plan));
   const started = Date.now();
   try {
@@ -127,7 +129,7 @@ async function runPlan(plan: Plan, opts: { file?: string; planFile?: string; jso
     await view.finish();
     if (err instanceof ApplyError) {
       const file = opts.planFile ? plan.desired.source.file : (opts.file ?? 'cluster.yaml');
-      const done = err.done.length > 0 ? `Already done (${err.done.length} step(s)):\n${err.done.map((d) => `  - ${d}`).join('\n')}` : 'No step had completed.';
+      const done = err.done.length > 0 ? `Already done:\n${err.done.map((d) => `  - ${d}`).join('\n')}` : 'No step had completed.';
       throw new ApplyError(err.failedStep, new Error(`${err.cause.message}\n${done}\nRun \`rcluster plan -f ${file}\` to see what is left.`), err.done);
     }
     throw err;

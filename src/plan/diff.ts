@@ -62,7 +62,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     }
   }
 
-  // Who owns which slot: the anchor's view, what nodes not met yet claim for themselves, and
+  // Who owns which slot: the anchor's view, what nodes claim for themselves, and
   // half-moved slots counted with the node that was importing them (they are finished first).
   const leavingById = new Map(leaving.map((l) => [l.id, l]));
   const addressOf = (e: ClusterNodeEntry): string | undefined => resolve(e, anchor) ?? leavingById.get(e.id)?.address;
@@ -72,7 +72,11 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     const who = addressOf(e);
     if (who) for (const slot of slotList(e.slots)) owner.set(slot, who);
   }
-  for (const s of toMeet) for (const slot of slotList(s.view.find((e) => e.myself)?.slots ?? [])) owner.set(slot, s.node.address);
+  // A node's own view is the truth about what it claims; the anchor may not have heard yet
+  // (a create cut off after MEET). Slots the anchor sees served stay as it sees them.
+  for (const s of states) {
+    for (const slot of slotList(s.view.find((e) => e.myself)?.slots ?? [])) if (!owner.has(slot)) owner.set(slot, s.node.address);
+  }
   for (const o of open) owner.set(o.slot, o.to);
   const claims = new Map<string, number[]>();
   for (const [slot, who] of owner) claims.set(who, [...(claims.get(who) ?? []), slot]);
@@ -80,10 +84,11 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
 
   // A running cluster (every slot served); a create cut off half-way has fewer masters so far.
   if (owner.size === SLOT_COUNT && !desired.mastersExplicit && claims.size !== desired.masters) {
-    throw new PlanError(
-      `the cluster has ${claims.size} masters; ${desired.nodes.length} nodes derive ${desired.masters}; ` +
-        `set masters: ${desired.masters} to ${desired.masters > claims.size ? 'add' : 'remove'} ${Math.abs(desired.masters - claims.size) === 1 ? 'a master' : `${Math.abs(desired.masters - claims.size)} masters`}, or masters: ${claims.size} to keep ${claims.size === 3 ? 'three' : claims.size}`,
-    );
+    const live = claims.size;
+    const change = desired.masters - live;
+    const add = `set masters: ${desired.masters} to ${change > 0 ? 'add' : 'remove'} ${Math.abs(change) === 1 ? 'a master' : `${Math.abs(change)} masters`}`;
+    const keep = desired.nodes.length >= live ? `, or masters: ${live} to keep ${NUMBER_WORDS[live] ?? live}` : '';
+    throw new PlanError(`the cluster has ${live} masters; ${desired.nodes.length} nodes derive ${desired.masters}; ${add}${keep}`);
   }
 
   // Roles by least change, then the slot targets and the fewest moves.
@@ -200,6 +205,8 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   ];
   return { formatVersion: 1, desired, fingerprint: fingerprint(live), roles: roleList, steps, warnings, createdAt: now.toISOString() };
 }
+
+const NUMBER_WORDS: Record<number, string> = { 3: 'three', 4: 'four', 5: 'five', 6: 'six', 7: 'seven', 8: 'eight', 9: 'nine', 10: 'ten' };
 
 /**
  * Nodes that leave: forgotten by every node that stays (they must not learn of it again from

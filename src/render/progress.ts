@@ -1,5 +1,6 @@
 import { Listr, ProcessOutput, type ListrTaskWrapper } from 'listr2';
 import type { ApplyEvent, Phase } from '../apply/execute.js';
+import { formatCount } from './steps.js';
 
 export interface ProgressView {
   emit(e: ApplyEvent): void;
@@ -39,10 +40,14 @@ function deferred(): Deferred {
 export function listrProgress(phases: Phase[]): ProgressView {
   const gates = phases.map(() => deferred());
   const tasks = new Map<number, ListrTaskWrapper<unknown, never, never>>();
+  // Per phase, the migrations running in it: one line each, redrawn as they progress.
+  const moving = new Map<number, Map<number, string>>();
   const doneTitles = new Map<number, string>();
   const listr = new Listr(
     phases.map((phase, i) => ({
       title: phase.title,
+      // Every running migration keeps its own line under its phase.
+      rendererOptions: { outputBar: Infinity } as never,
       task: async (_ctx: unknown, task: ListrTaskWrapper<unknown, never, never>) => {
         tasks.set(i, task);
         await gates[i]?.promise;
@@ -70,6 +75,13 @@ export function listrProgress(phases: Phase[]): ProgressView {
         case 'step_start':
           if (task) task.output = e.title;
           break;
+        case 'step_progress': {
+          const lines = moving.get(e.phase) ?? new Map<number, string>();
+          moving.set(e.phase, lines);
+          lines.set(e.index, progressLine(e));
+          if (task) task.output = [...lines.values()].join('\n');
+          break;
+        }
         case 'phase_done':
           doneTitles.set(e.phase, `${phases[e.phase]?.title} (${formatMs(e.ms)})`);
           gates[e.phase]?.resolve();
@@ -85,6 +97,13 @@ export function listrProgress(phases: Phase[]): ProgressView {
       await run;
     },
   };
+}
+
+/** `A → B  512/1365 slots  31,200 keys  25,000 keys/s  ETA 3.1 s` */
+export function progressLine(e: Extract<ApplyEvent, { type: 'step_progress' }>): string {
+  const rate = e.ms > 0 ? Math.round((e.keysMoved * 1000) / e.ms) : 0;
+  const eta = e.slotsDone > 0 && e.slotsDone < e.slotsTotal ? `  ETA ${formatMs(Math.round((e.ms / e.slotsDone) * (e.slotsTotal - e.slotsDone)))}` : '';
+  return `${e.pair}  ${e.slotsDone}/${e.slotsTotal} slots  ${formatCount(e.keysMoved)} keys  ${formatCount(rate)} keys/s${eta}`;
 }
 
 export function formatMs(ms: number): string {

@@ -61,9 +61,9 @@ export async function withNode<T>(port: number, fn: (r: Redis) => Promise<T>, ho
   }
 }
 
-export async function answers(port: number): Promise<boolean> {
+export async function answers(port: number, host = '127.0.0.1'): Promise<boolean> {
   try {
-    return (await withNode(port, (r) => r.ping())) === 'PONG';
+    return (await withNode(port, (r) => r.ping(), host)) === 'PONG';
   } catch {
     return false;
   }

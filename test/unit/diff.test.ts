@@ -560,6 +560,14 @@ describe('computePlan: fingerprint', () => {
     expect(computePlan(desired, joinedCluster(relinked), NOW).fingerprint).not.toBe(computePlan(desired, healthyCluster(A), NOW).fingerprint);
   });
 
+  it('changes when a node has not heard of another yet, or sees one as failed', () => {
+    const before = computePlan(desired, healthyCluster(A), NOW).fingerprint;
+    const partial = healthyMembers(A).map((m): Member => (m.address === N6 ? { ...m, knows: [N1, N2, N3, N4] } : m));
+    expect(computePlan(desired, joinedCluster(partial), NOW).fingerprint).not.toBe(before);
+    const failed = healthyMembers(A).map((m): Member => (m.address === N5 ? { ...m, failed: true } : m));
+    expect(computePlan(desired, joinedCluster(failed), NOW).fingerprint).not.toBe(before);
+  });
+
   it('does not change when only key counts, ping times or the order of nodes change', () => {
     const base = healthyCluster(A);
     const busy = joinedCluster(healthyMembers(A).map((m, i) => ({ ...m, keys: 1000 * (i + 1), pong: 1800000000000 + i })));

@@ -1,0 +1,104 @@
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/apply/wait.js';
+import { badKeys, loadKeys } from '../support/keys.js';
+import { answers, ports, rcluster, redisCli, withNode } from './support.js';
+
+// A cluster made by hand with redis-cli, adopted with connection: none: rcluster never
+// re-creates it, and changes to it become the same minimal steps as for its own clusters.
+const PORTS = ports(7461, 7);
+const CREATED = PORTS.slice(0, 6);
+const EXTRA = PORTS[6] as number;
+const addr = (p: number) => `127.0.0.1:${p}`;
+const KEYS = 30_000;
+const run = promisify(execFile);
+
+let dir: string;
+let file: string;
+
+function writeSpec(nodes: number[]): void {
+  writeFileSync(file, ['name: adopted', 'connection: none', 'nodes:', ...nodes.map((p) => `  - ${addr(p)}`), ''].join('\n'));
+}
+
+async function startNode(port: number): Promise<void> {
+  const d = join(dir, String(port));
+  mkdirSync(d, { recursive: true });
+  await run('redis-server', [
+    '--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`,
+    '--dir', d, '--daemonize', 'yes', '--save', '', '--appendonly', 'no', '--cluster-announce-ip', '127.0.0.1',
+    '--repl-diskless-sync-delay', '0', '--logfile', join(d, 'redis.log'), '--pidfile', join(d, 'redis.pid'),
+  ]);
+  await waitFor(`${port} to answer`, async () => ((await answers(port)) ? true : 'not yet'), { timeoutMs: 10_000 });
+}
+
+describe('adopting a cluster made with redis-cli --cluster create (connection: none)', () => {
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'rcluster-adopt-'));
+    file = join(dir, 'cluster.yaml');
+    await Promise.all(PORTS.map(startNode));
+    const created = await redisCli(['--cluster', 'create', ...CREATED.map(addr), '--cluster-replicas', '1', '--cluster-yes']);
+    expect(created.out).toContain('[OK] All 16384 slots covered.');
+    // redis-cli create returns before every replica is known as one everywhere.
+    await waitFor(
+      'the redis-cli cluster to settle',
+      async () => {
+        for (const p of CREATED) {
+          const info = String(await withNode(p, (r) => r.call('CLUSTER', 'INFO')));
+          if (!info.includes('cluster_state:ok')) return `${p} not ok`;
+          const nodes = String(await withNode(p, (r) => r.call('CLUSTER', 'NODES')));
+          if ((nodes.match(/[ ,]slave /g) ?? []).length !== 3) return `${p} does not see 3 replicas yet`;
+        }
+        return true;
+      },
+      { timeoutMs: 30_000 },
+    );
+    await loadKeys(addr(CREATED[0] as number), KEYS);
+  });
+
+  afterAll(async () => {
+    for (const p of PORTS) await withNode(p, (r) => r.call('SHUTDOWN', 'NOSAVE')).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('matching the spec, the plan is empty: it is never re-created', async () => {
+    writeSpec(CREATED);
+    const plan = await rcluster('plan', '-f', file, '--detailed-exitcode');
+    expect(plan.err).toBe('');
+    expect(plan.out).toContain('No changes.');
+    expect(plan.code).toBe(0);
+  });
+
+  it('a node added to the spec joins as a replica of a master (add-node --slave), with no slot moves', async () => {
+    writeSpec(PORTS);
+    const applied = await rcluster('apply', '-f', file, '--auto-approve');
+    expect({ code: applied.code, err: applied.err }).toEqual({ code: 0, err: '' });
+    expect(applied.out).toContain(`meet ${addr(EXTRA)}`);
+    expect(applied.out).toMatch(new RegExp(`make ${addr(EXTRA)} a replica of 127\\.0\\.0\\.1:746[1-6]`));
+    expect(applied.out).not.toMatch(/move \d+ slot/);
+    const info = await withNode(EXTRA, (r) => r.info('replication'));
+    expect(info).toContain('role:slave');
+    expect(info).toContain('master_link_status:up');
+    expect(await badKeys(addr(CREATED[0] as number), KEYS)).toEqual([]);
+  });
+
+  it('removed from the spec again, it is forgotten and reset (not stopped: connection none), and can join anew', async () => {
+    writeSpec(CREATED);
+    const applied = await rcluster('apply', '-f', file, '--auto-approve');
+    expect({ code: applied.code, err: applied.err }).toEqual({ code: 0, err: '' });
+    expect(applied.out).toContain(`forget ${addr(EXTRA)}`);
+    // Still running, but alone: it knows only itself and holds no keys.
+    const nodes = String(await withNode(EXTRA, (r) => r.call('CLUSTER', 'NODES')));
+    expect(nodes.trim().split('\n')).toHaveLength(1);
+    expect(await withNode(EXTRA, (r) => r.dbsize())).toBe(0);
+    for (const p of CREATED) expect(String(await withNode(p, (r) => r.call('CLUSTER', 'NODES')))).not.toContain(`:${EXTRA}@`);
+    const check = await redisCli(['--cluster', 'check', addr(CREATED[0] as number)]);
+    expect(check.out).not.toMatch(/\[WARNING\]|\[ERR\]/);
+    const again = await rcluster('plan', '-f', file, '--detailed-exitcode');
+    expect(again.out).toContain('No changes.');
+    expect(again.code).toBe(0);
+  });
+});

@@ -1,0 +1,166 @@
+import { writeFileSync } from 'node:fs';
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { badKeys, loadKeys } from '../support/keys.js';
+import { answers, localSpec, ports, rcluster, redisCli, withNode } from './support.js';
+
+// The runbook's day-2 steps on local processes, each one spec edit plus apply, with a key set
+// checked after every step: scale out, drop a replica, scale in, re-add, change a weight.
+const PORTS = ports(7401, 8);
+const [P1, P2, P3, P4, P5, P6, P7, P8] = PORTS as [number, number, number, number, number, number, number, number];
+const addr = (p: number) => `127.0.0.1:${p}`;
+// Enough keys that every slot holds some: the lightest slots would otherwise move empty.
+const KEYS = 100_000;
+const spec = localSpec('itest-day2', PORTS.slice(0, 6));
+
+function writeSpec(nodes: number[], extra: string[] = []): void {
+  writeFileSync(spec.file, ['name: itest-day2', 'connection: local', ...extra, 'nodes:', ...nodes.map((p) => `  - ${addr(p)}`), ''].join('\n'));
+}
+
+async function applyOk(): Promise<string> {
+  const r = await rcluster('apply', '-f', spec.file, '--auto-approve');
+  // Only the spec's own warnings (a master without a replica) may reach stderr.
+  const errors = r.err.split('\n').filter((l) => l !== '' && !/: warning: /.test(l));
+  expect({ code: r.code, errors }).toEqual({ code: 0, errors: [] });
+  return r.out;
+}
+
+/** Every key there with its value, redis-cli's own check clean, and nothing left to do. */
+async function expectIntact(): Promise<void> {
+  expect(await badKeys(addr(P1), KEYS)).toEqual([]);
+  const check = await redisCli(['--cluster', 'check', addr(P1)]);
+  expect(check.out).toContain('[OK] All nodes agree about slots configuration.');
+  expect(check.out).toContain('[OK] All 16384 slots covered.');
+  expect(check.out).not.toMatch(/\[WARNING\]|\[ERR\]/);
+  const again = await rcluster('plan', '-f', spec.file, '--detailed-exitcode');
+  expect(again.out).toContain('No changes.');
+  expect(again.code).toBe(0);
+}
+
+async function slotCounts(): Promise<Map<number, number>> {
+  const text = String(await withNode(P1, (r) => r.call('CLUSTER', 'NODES')));
+  const out = new Map<number, number>();
+  for (const line of text.trim().split('\n')) {
+    const f = line.split(' ');
+    const port = Number(f[1]?.split('@')[0]?.split(':')[1]);
+    const n = f.slice(8).reduce((k, r) => {
+      if (r.startsWith('[')) return k;
+      const [a, b] = r.split('-').map(Number);
+      return k + ((b ?? a) as number) - (a as number) + 1;
+    }, 0);
+    if (n > 0) out.set(port, n);
+  }
+  return out;
+}
+
+async function roleOf(port: number): Promise<{ role: string; masterPort?: number }> {
+  const info = await withNode(port, (r) => r.info('replication'));
+  const role = /role:(\w+)/.exec(info)?.[1] ?? '?';
+  const masterPort = /master_port:(\d+)/.exec(info)?.[1];
+  return masterPort ? { role, masterPort: Number(masterPort) } : { role };
+}
+
+describe('day-2 changes on a running cluster, each one spec edit and apply', () => {
+  beforeAll(async () => {
+    writeSpec(PORTS.slice(0, 6));
+    await applyOk();
+    await loadKeys(addr(P1), KEYS);
+  });
+
+  afterAll(async () => {
+    writeSpec(PORTS);
+    await rcluster('destroy', '-f', spec.file, '--auto-approve');
+    spec.cleanup();
+  });
+
+  it('add two nodes with masters: 4 -> exactly 4096 slots move, all to the new master, while a client keeps writing', async () => {
+    writeSpec(PORTS, ['masters: 4']);
+    const plan = await rcluster('plan', '-f', spec.file);
+    expect(plan.code).toBe(0);
+    const moves = [...plan.out.matchAll(/move (\d+) slot\(s\) \(~([\d,]+) keys\) (\S+) → (\S+)/g)];
+    expect(moves.map((m) => m[4])).toEqual([addr(P7), addr(P7), addr(P7)]);
+    expect(moves.reduce((n, m) => n + Number(m[1]), 0)).toBe(4096);
+    expect(moves.every((m) => Number((m[2] as string).replaceAll(',', '')) > 0)).toBe(true);
+    expect(plan.out).toContain(`make ${addr(P8)} a replica of ${addr(P7)}`);
+
+    // A cluster client writes and reads throughout: redirects and retries hide the moves.
+    const client = new Cluster([{ host: '127.0.0.1', port: P1 }], { maxRedirections: 64, retryDelayOnTryAgain: 20, retryDelayOnClusterDown: 50 });
+    let stop = false;
+    const acked: string[] = [];
+    const failures: string[] = [];
+    const writer = (async () => {
+      for (let i = 0; !stop; i++) {
+        const key = `live:${i}`;
+        try {
+          await client.set(key, String(i));
+          acked.push(key);
+          if ((await client.get(key)) !== String(i)) failures.push(`${key}: read back another value`);
+        } catch (err) {
+          failures.push(`${key}: ${(err as Error).message}`);
+        }
+      }
+    })();
+    try {
+      await applyOk();
+    } finally {
+      stop = true;
+      await writer;
+    }
+    expect(failures).toEqual([]);
+    expect(acked.length).toBeGreaterThan(10);
+    const values = await Promise.all(acked.map((k) => client.get(k)));
+    expect(values.filter((v, i) => v !== acked[i]?.slice(5))).toEqual([]);
+    await Promise.all(acked.map((k) => client.del(k)));
+    client.disconnect();
+
+    expect([...(await slotCounts()).values()].sort()).toEqual([4096, 4096, 4096, 4096]);
+    expect(await roleOf(P8)).toEqual({ role: 'slave', masterPort: P7 });
+    await expectIntact();
+  });
+
+  it('drop replica 7406 -> forgotten by every node and stopped; no slot moves', async () => {
+    writeSpec([P1, P2, P3, P4, P5, P7, P8], ['masters: 4']);
+    const out = await applyOk();
+    expect(out).not.toContain('move ');
+    expect(out).toContain(`forget ${addr(P6)}`);
+    expect(await answers(P6)).toBe(false);
+    for (const p of [P1, P2, P3, P4, P5, P7, P8]) {
+      const nodes = String(await withNode(p, (r) => r.call('CLUSTER', 'NODES')));
+      expect(nodes).not.toContain(`:${P6}@`);
+    }
+    await expectIntact();
+  });
+
+  it('drop 7407 and 7408 with masters: 3 -> the 4096 slots spread back, 5461 ± 1 each', async () => {
+    writeSpec([P1, P2, P3, P4, P5], ['masters: 3']);
+    const plan = await rcluster('plan', '-f', spec.file);
+    const moves = [...plan.out.matchAll(/move (\d+) slot\(s\) \(~[\d,]+ keys\) (\S+) → (\S+)/g)];
+    expect(new Set(moves.map((m) => m[2]))).toEqual(new Set([addr(P7)]));
+    expect(new Set(moves.map((m) => m[3]))).toEqual(new Set([addr(P1), addr(P2), addr(P3)]));
+    await applyOk();
+    const counts = [...(await slotCounts()).values()];
+    expect(counts).toHaveLength(3);
+    for (const n of counts) expect(Math.abs(n - 5461)).toBeLessThanOrEqual(1);
+    expect(await answers(P7)).toBe(false);
+    expect(await answers(P8)).toBe(false);
+    await expectIntact();
+  });
+
+  it('re-add 7406 -> it becomes the replica of the master that lacks one', async () => {
+    writeSpec([P1, P2, P3, P4, P5, P6]);
+    const out = await applyOk();
+    expect(out).toContain(`make ${addr(P6)} a replica of ${addr(P3)}`);
+    expect(await roleOf(P6)).toEqual({ role: 'slave', masterPort: P3 });
+    await expectIntact();
+  });
+
+  it('a weight change reshards: weight 2 on 7401 gives its shard half the slots', async () => {
+    writeFileSync(
+      spec.file,
+      ['name: itest-day2', 'connection: local', 'nodes:', `  - { host: 127.0.0.1, port: ${P1}, weight: 2 }`, ...[P2, P3, P4, P5, P6].map((p) => `  - ${addr(p)}`), ''].join('\n'),
+    );
+    await applyOk();
+    expect((await slotCounts()).get(P1)).toBe(8192);
+    await expectIntact();
+  });
+});
