@@ -236,6 +236,15 @@ async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProg
     case 'failover':
       await failoverTo(step.node, step.master, ctx);
       return;
+    case 'reset_node': {
+      // A master's keys first: CLUSTER RESET refuses a master that holds any. A replica drops
+      // its copy in the reset itself (and refuses FLUSHALL as read-only).
+      const role = parseInfo(String(await pool.call(step.node, 'INFO', 'replication')))['role'];
+      if (role === 'master') await pool.call(step.node, 'FLUSHALL');
+      await pool.call(step.node, 'CLUSTER', 'RESET', 'HARD');
+      ctx.ids.delete(step.node);
+      return;
+    }
     case 'forget_node':
       await Promise.all(
         step.via.map((v) =>
@@ -496,7 +505,7 @@ async function announceSlotOwners(nodes: string[], ctx: StepContext): Promise<vo
   );
 }
 
-/** Every node reports cluster_state:ok, all slots assigned, and the same slot owners. */
+/** Every node reports cluster_state:ok, all slots assigned, the same slot owners, and no open slot. */
 async function waitClusterOk(nodes: string[], ctx: StepContext, timeoutMs = ctx.waitTimeoutMs): Promise<void> {
   await waitFor(
     'every node to agree on the slots and report cluster_state:ok',
@@ -507,6 +516,8 @@ async function waitClusterOk(nodes: string[], ctx: StepContext, timeoutMs = ctx.
         const info = parseInfo(String(infoText));
         if (info['cluster_state'] !== 'ok') return `${n}: cluster_state:${info['cluster_state']}`;
         if (Number(info['cluster_slots_assigned']) !== SLOT_COUNT) return `${n}: ${info['cluster_slots_assigned']} slots assigned`;
+        const me = parseClusterNodes(String(nodesText)).find((e) => e.myself);
+        if (me && me.migrating.length + me.importing.length > 0) return `${n} still has ${me.migrating.length + me.importing.length} open slot(s)`;
         const owners = slotMapSignature(String(nodesText));
         if (reference === undefined) reference = owners;
         else if (owners !== reference) return `${n} does not agree on slot owners yet`;

@@ -46,18 +46,18 @@ export async function validateCommand(opts: { file: string; json?: boolean }, io
   return errors.length === 0 ? EXIT_OK : EXIT_ERROR;
 }
 
-async function planFor(desired: DesiredCluster, opts: { json?: boolean } = {}): Promise<Plan> {
+async function planFor(desired: DesiredCluster, opts: { json?: boolean; allowReset?: boolean } = {}): Promise<Plan> {
   const driver = driverFor(desired);
   try {
     const what = `Reading ${desired.nodes.length} node(s)${desired.connection === 'ssh' ? ' and their hosts over SSH' : ''}`;
     const live = await withSpinner(what, !opts.json, () => inspectCluster(desired, { driver }));
-    return computePlan(desired, live);
+    return computePlan(desired, live, new Date(), { allowReset: opts.allowReset === true });
   } finally {
     await driver.close();
   }
 }
 
-export async function planCommand(opts: { file: string; out?: string; json?: boolean; detailedExitcode?: boolean }, io: Io): Promise<number> {
+export async function planCommand(opts: { file: string; out?: string; json?: boolean; detailedExitcode?: boolean; allowReset?: boolean }, io: Io): Promise<number> {
   const desired = await loadDesired(opts.file, io);
   const plan = await planFor(desired, opts);
   if (opts.out) {
@@ -86,7 +86,7 @@ function planJson(plan: Plan) {
   };
 }
 
-export async function applyCommand(opts: { file?: string; planFile?: string; autoApprove?: boolean; json?: boolean }, io: Io): Promise<number> {
+export async function applyCommand(opts: { file?: string; planFile?: string; autoApprove?: boolean; json?: boolean; allowReset?: boolean }, io: Io): Promise<number> {
   if (opts.planFile && opts.file) {
     throw new UsageError(`give either a plan file (${opts.planFile}) or -f ${opts.file}, not both: a saved plan already names its spec`);
   }

@@ -44,6 +44,7 @@ Exit codes: 0 ok, 1 error (or unhealthy for status), 2 changes pending (plan --d
     .option('--out <planfile>', 'save the plan, to apply exactly it later with `rcluster apply PLANFILE`')
     .option('--json', 'print the plan as JSON')
     .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when there are changes, 1 on error')
+    .option('--allow-reset', 'wipe (FLUSHALL, CLUSTER RESET HARD) a spec node that holds keys or remembers another cluster, instead of refusing it; the plan says what is wiped')
     .addHelpText('after', '\nExamples:\n  $ rcluster plan -f cluster.yaml\n  $ rcluster plan -f cluster.yaml --detailed-exitcode || echo "drift"\n  $ rcluster plan -f cluster.yaml --out plan.json')
     .action(async (o) => setExit(await planCommand(o, io)));
 
@@ -54,7 +55,8 @@ Exit codes: 0 ok, 1 error (or unhealthy for status), 2 changes pending (plan --d
     .option('-f, --file <path>', `${FILE_HELP} (default: "cluster.yaml", unless a plan file is given)`)
     .option('--auto-approve', 'do not ask for confirmation (for scripts and CI)')
     .option('--json', 'print the plan and progress events as JSON lines')
-    .addHelpText('after', '\nExamples:\n  $ rcluster apply -f cluster.yaml\n  $ rcluster apply -f cluster.yaml --auto-approve --json\n  $ rcluster apply plan.json')
+    .option('--allow-reset', 'wipe (FLUSHALL, CLUSTER RESET HARD) a spec node that holds keys or remembers another cluster, instead of refusing it; the plan says what is wiped')
+    .addHelpText('after', '\nExamples:\n  $ rcluster apply -f cluster.yaml\n  $ rcluster apply -f cluster.yaml --auto-approve --json\n  $ rcluster apply -f cluster.yaml --allow-reset   # re-add a host that still holds old data\n  $ rcluster apply plan.json')
     .action(async (planFile: string | undefined, o) => setExit(await applyCommand({ ...o, planFile }, io)));
 
   program

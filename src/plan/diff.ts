@@ -21,7 +21,15 @@ import type { NodeRole, Plan, Step } from './types.js';
  * membership (membership.ts: who joins, who leaves, which slots are half-moved), roles by least
  * change (shards.ts), slot targets and the fewest moves (solver.ts); this file orders the steps.
  */
-export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Date = new Date()): Plan {
+export interface PlanOptions {
+  /**
+   * --allow-reset: a spec node that holds keys or remembers another cluster is wiped (FLUSHALL,
+   * CLUSTER RESET HARD) and joins as a new node, instead of being refused.
+   */
+  allowReset?: boolean;
+}
+
+export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Date = new Date(), opts: PlanOptions = {}): Plan {
   const steps: Step[] = [];
   const warnings: string[] = [];
   const liveByAddress = new Map(live.nodes.map((n) => [n.address, n]));
@@ -51,6 +59,8 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const anchor = pickAnchor(states) as NodeState;
   const listed = new Set(desired.nodes.map((n) => n.address));
   const extras = live.nodes.filter((n) => !listed.has(n.address));
+  const resets = opts.allowReset ? wipeStale(states, anchor, resolve) : [];
+  steps.push(...resets);
   const { members, toMeet, leaving, open } = membership(states, anchor, resolve, extras);
 
   // Keys are only safe in a node that already serves them in this cluster; anywhere else they
@@ -58,7 +68,9 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const clusterServesSlots = anchor.view.some((e) => e.slots.length > 0);
   for (const s of states) {
     if (s.keys > 0 && !(clusterServesSlots && members.has(s.node.address))) {
-      throw new PlanError(`${s.node.address} holds ${s.keys} key(s); rcluster will not join a node that has data. Move or flush its keys first.`);
+      throw new PlanError(
+        `${s.node.address} holds ${s.keys} key(s); rcluster will not join a node that has data. Move or flush its keys first, or run with --allow-reset to wipe it.`,
+      );
     }
   }
 
@@ -149,7 +161,10 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const all = desired.nodes.map((n) => n.address);
   const waitJoin: Step[] = joinPending || provisioning ? [{ kind: 'wait_join', nodes: all }] : [];
   const addSlots: Step[] = solved.adds.map((a) => ({ kind: 'add_slots', node: a.node, ranges: a.slots }));
-  const waitOk: Step[] = addSlots.length > 0 || joinPending || provisioning || finishing.length > 0 ? [{ kind: 'wait_cluster_ok', nodes: all }] : [];
+  // Also when a node does not report cluster_state:ok yet (a join still settling): apply ends
+  // with a cluster that agrees, not just with its own steps done.
+  const settling = states.some((s) => s.live && !s.stateOk);
+  const waitOk: Step[] = addSlots.length > 0 || joinPending || provisioning || finishing.length > 0 || settling ? [{ kind: 'wait_cluster_ok', nodes: all }] : [];
   if (creating) {
     // As redis-cli create does: slots first, while every master is alone, so that the MEET
     // handshakes carry them and the cluster agrees as soon as it has joined.
@@ -204,6 +219,36 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     ...[...shards.replicaOf].map(([node, master]): NodeRole => ({ node, role: 'replica', master })),
   ];
   return { formatVersion: 1, desired, fingerprint: fingerprint(live), roles: roleList, steps, warnings, createdAt: now.toISOString() };
+}
+
+/**
+ * --allow-reset: spec nodes outside the anchor's cluster that hold keys or know nodes the spec
+ * does not list are wiped first; from then on the plan sees them as new, empty nodes.
+ */
+function wipeStale(states: NodeState[], anchor: NodeState, resolve: ReturnType<typeof addressResolver>): Step[] {
+  const inCluster = new Set(anchor.view.map((e) => resolve(e, anchor)));
+  const claimed = new Set(anchor.view.flatMap((e) => (e.myself ? [] : slotList(e.slots))));
+  const steps: Step[] = [];
+  for (const s of states) {
+    if (s === anchor || inCluster.has(s.node.address)) continue;
+    const me = s.view.find((e) => e.myself);
+    const strangers = s.view.filter((e) => !e.myself && !e.handshake && !resolve(e, s));
+    const clash = (me?.slots ?? []).some((r) => claimed.has(r.start) || claimed.has(r.end));
+    if (s.keys === 0 && strangers.length === 0 && !clash) continue;
+    steps.push({
+      kind: 'reset_node',
+      node: s.node.address,
+      // A stopped node's keys are known only once it has started (it is started first).
+      keys: s.live ? s.keys : -1,
+      knows: s.view.filter((e) => !e.myself && !e.handshake).map((e) => resolve(e, s) ?? `${e.host}:${e.port}`),
+      slots: me?.slots ?? [],
+    });
+    // What it will be: a new node that knows only itself (its id changes in the reset).
+    s.keys = 0;
+    s.id = undefined;
+    s.view = me ? [{ ...me, role: 'master', masterId: null, slots: [], migrating: [], importing: [], configEpoch: 0 }] : [];
+  }
+  return steps;
 }
 
 const NUMBER_WORDS: Record<number, string> = { 3: 'three', 4: 'four', 5: 'five', 6: 'six', 7: 'seven', 8: 'eight', 9: 'nine', 10: 'ten' };

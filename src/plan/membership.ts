@@ -62,7 +62,7 @@ export function knowsAll(s: NodeState, states: NodeState[], resolve: Resolver): 
 export function anotherCluster(address: string, strangers: ClusterNodeEntry[]): PlanError {
   return new PlanError(
     `${address} already belongs to another cluster (it knows ${strangers.map((e) => `${e.host}:${e.port}`).join(', ')}, not in the spec); ` +
-      `rcluster will not merge clusters. Reset that node (CLUSTER RESET HARD) if it should join this one.`,
+      `rcluster will not merge clusters. Run with --allow-reset to wipe it (FLUSHALL, CLUSTER RESET HARD) if it should join this one.`,
   );
 }
 
@@ -95,7 +95,7 @@ export function membership(states: NodeState[], anchor: NodeState, resolve: Reso
     if (clash.length > 0) {
       throw new PlanError(
         `${s.node.address} is not part of this cluster yet but owns slots ${formatRanges(mine)}, and the cluster already serves ${formatRanges(toRanges(clash))} of them; ` +
-          `rcluster will not join it. Reset that node (CLUSTER RESET HARD) if it should join this cluster.`,
+          `rcluster will not join it. Run with --allow-reset to wipe it (FLUSHALL, CLUSTER RESET HARD) if it should join this cluster.`,
       );
     }
     for (const slot of slotList(mine)) claimed.set(slot, s.id ?? s.node.address);

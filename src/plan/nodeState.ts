@@ -19,6 +19,8 @@ export interface NodeState {
   keys: number;
   /** Keys per slot the node owns (masters with keys). */
   slotKeys?: Map<number, number>;
+  /** It reports cluster_state:ok (a running node). */
+  stateOk?: boolean;
   /** A replica's master_link_status is up. */
   linkUp?: boolean;
   /** The view is the running node's; otherwise it was read from its saved cluster config file. */
@@ -41,7 +43,7 @@ export function nodeState(desired: DesiredCluster, node: DesiredNode, live: Live
       `${node.address} (redis ${live?.redisVersion ?? '?'}) does not know redis.config ${unknown.map((d) => `"${d}"`).join(', ')}: CONFIG GET returns nothing. A typo would stop the node at its next start.`,
     );
   }
-  const base = { node, keys: live?.keys ?? 0, slotKeys: live?.slotKeys, linkUp: live?.replication?.masterLinkStatus === 'up', live: Boolean(live?.reachable && live.clusterEnabled) };
+  const base = { node, keys: live?.keys ?? 0, slotKeys: live?.slotKeys, stateOk: live?.clusterInfo['cluster_state'] === 'ok', linkUp: live?.replication?.masterLinkStatus === 'up', live: Boolean(live?.reachable && live.clusterEnabled) };
   const config = configChange(desired, node, live);
   if (live?.reachable && live.clusterEnabled) {
     refuseDataMove(node, config, 'a running cluster node');

@@ -55,6 +55,13 @@ export type Step =
   | { kind: 'migrate_slots'; from: string; to: string; slots: SlotRange[]; count: number; keys: number; lastSlots?: boolean }
   /** A master leaves the spec: its in-sync replica `node` takes its slots over (CLUSTER FAILOVER). */
   | { kind: 'failover'; node: string; master: string }
+  /**
+   * A node that holds keys or remembers another cluster, re-added with --allow-reset: FLUSHALL
+   * (a master's keys; a replica's copy goes with the reset) and CLUSTER RESET HARD, so that it
+   * joins as a new, empty node. `keys` (-1: not running yet, so not counted), `knows` and `slots`
+   * say what is wiped.
+   */
+  | { kind: 'reset_node'; node: string; keys: number; knows: string[]; slots: SlotRange[] }
   /** CLUSTER FORGET the node on each node of `via` (every node that stays). */
   | { kind: 'forget_node'; node: string; id: string; via: string[] }
   /**

@@ -37,6 +37,13 @@ export function describeStep(step: Step): string {
       return `move ${step.count} slot(s) (~${formatCount(step.keys)} keys) ${step.from} → ${step.to}${step.lastSlots ? ` (its last slots; ${step.from} stays a master until it is removed)` : ''}`;
     case 'failover':
       return `${step.node} takes over the slots of ${step.master} (CLUSTER FAILOVER), which leaves the spec`;
+    case 'reset_node': {
+      const what = [
+        `FLUSHALL (${step.keys < 0 ? 'whatever keys it loads when it starts' : `${formatCount(step.keys)} key(s)`})`,
+        `CLUSTER RESET HARD (it forgets ${step.knows.length > 0 ? step.knows.join(', ') : 'no other node'}${step.slots.length > 0 ? ` and slots ${formatRanges(step.slots, 6)}` : ''})`,
+      ];
+      return `wipe ${step.node}: ${what.join(' and ')}, so that it joins as a new, empty node`;
+    }
     case 'forget_node':
       return `forget ${step.node} (${step.id.slice(0, 8)}) on ${step.via.length} node(s)`;
     case 'remove_node':
@@ -69,6 +76,7 @@ const PHASE_TITLES: Record<StepKind, (n: number) => string> = {
   finish_migration: (n) => `Finish ${n} interrupted slot migration(s)`,
   migrate_slots: (n) => `Move slots between ${n} pair(s) of masters`,
   failover: (n) => `Fail over ${n} leaving master(s) to their replicas`,
+  reset_node: (n) => `Wipe ${n} node(s) re-added with --allow-reset`,
   forget_node: (n) => `Forget ${n} node(s)`,
   remove_node: (n) => `Reset and stop ${n} removed node(s)`,
 };
@@ -99,6 +107,8 @@ export function stepGroup(kind: StepKind): StepGroup {
     case 'forget_node':
     case 'remove_node':
       return 'removal';
+    case 'reset_node':
+      return 'join';
   }
 }
 
@@ -119,6 +129,7 @@ export function stepMarker(kind: StepKind): string {
       return '~';
     case 'forget_node':
     case 'remove_node':
+    case 'reset_node':
       return '-';
     case 'wait_join':
     case 'wait_cluster_ok':

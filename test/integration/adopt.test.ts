@@ -101,4 +101,31 @@ describe('adopting a cluster made with redis-cli --cluster create (connection: n
     expect(again.out).toContain('No changes.');
     expect(again.code).toBe(0);
   });
+
+  it('a node with keys and slots of its own is refused; with --allow-reset the plan says what is wiped, and it joins empty', async () => {
+    // Give the lone node a slot and a key of it: stale data from another life.
+    const slot = Number(await withNode(EXTRA, (r) => r.call('CLUSTER', 'KEYSLOT', 'stale')));
+    await withNode(EXTRA, async (r) => {
+      // Alone with one slot it is "down" unless partial coverage is allowed.
+      await r.call('CONFIG', 'SET', 'cluster-require-full-coverage', 'no');
+      await r.call('CLUSTER', 'ADDSLOTS', String(slot));
+      await waitFor('the lone node to serve its slot', async () => (String(await r.call('CLUSTER', 'INFO')).includes('cluster_state:ok') ? true : 'not yet'), { timeoutMs: 10_000 });
+      await r.set('stale', 'x');
+    });
+    writeSpec(PORTS);
+    const refused = await rcluster('plan', '-f', file);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain(`${addr(EXTRA)} is not part of this cluster yet but owns slots ${slot}`);
+    expect(refused.err).toContain('--allow-reset');
+
+    const plan = await rcluster('plan', '-f', file, '--allow-reset');
+    expect(plan.code).toBe(0);
+    expect(plan.out).toContain(`- wipe ${addr(EXTRA)}: FLUSHALL (1 key(s)) and CLUSTER RESET HARD (it forgets no other node and slots ${slot}), so that it joins as a new, empty node`);
+    const applied = await rcluster('apply', '-f', file, '--auto-approve', '--allow-reset');
+    expect({ code: applied.code, err: applied.err }).toEqual({ code: 0, err: '' });
+    expect(await withNode(EXTRA, (r) => r.info('replication'))).toContain('role:slave');
+    expect(await badKeys(addr(CREATED[0] as number), KEYS)).toEqual([]);
+    const again = await rcluster('plan', '-f', file, '--detailed-exitcode');
+    expect(again.code).toBe(0);
+  });
 });

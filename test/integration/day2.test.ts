@@ -154,13 +154,32 @@ describe('day-2 changes on a running cluster, each one spec edit and apply', () 
     await expectIntact();
   });
 
+  it("a master's node leaves while masters stays -> its in-sync replica takes over (CLUSTER FAILOVER); no slot moves; re-added, it follows its heir", async () => {
+    const gone = (await roleOf(P5)).masterPort as number;
+    const stay = [P1, P2, P3, P4, P5, P6].filter((p) => p !== gone);
+    writeSpec(stay);
+    const out = await applyOk();
+    expect(out).toContain(`${addr(P5)} takes over the slots of ${addr(gone)} (CLUSTER FAILOVER)`);
+    expect(out).not.toMatch(/move \d+ slot/);
+    expect(await roleOf(P5)).toEqual({ role: 'master' });
+    expect(await answers(gone)).toBe(false);
+    await expectIntact();
+
+    writeSpec([P1, P2, P3, P4, P5, P6]);
+    const back = await applyOk();
+    expect(back).toContain(`make ${addr(gone)} a replica of ${addr(P5)}`);
+    await expectIntact();
+  });
+
   it('a weight change reshards: weight 2 on 7401 gives its shard half the slots', async () => {
     writeFileSync(
       spec.file,
       ['name: itest-day2', 'connection: local', 'nodes:', `  - { host: 127.0.0.1, port: ${P1}, weight: 2 }`, ...[P2, P3, P4, P5, P6].map((p) => `  - ${addr(p)}`), ''].join('\n'),
     );
     await applyOk();
-    expect((await slotCounts()).get(P1)).toBe(8192);
+    // The weight is the shard's: 7401 may be its replica after the failover above.
+    const r1 = await roleOf(P1);
+    expect((await slotCounts()).get(r1.masterPort ?? P1)).toBe(8192);
     await expectIntact();
   });
 });

@@ -16,7 +16,7 @@ async function planNow() {
 
 async function expectHealthyAndConverged() {
   const status = await rcluster('status', '-f', spec.file, '--json');
-  expect(JSON.parse(status.out)).toMatchObject({ healthy: true });
+  expect(JSON.parse(status.out), status.out).toMatchObject({ healthy: true });
   expect(status.code).toBe(0);
   const again = await rcluster('plan', '-f', spec.file, '--detailed-exitcode');
   expect(again.out).toContain('No changes.');

@@ -389,6 +389,16 @@ describe('computePlan: what it refuses', () => {
     expect(err.message).toContain('another cluster');
   });
 
+  it('with --allow-reset, a node of another cluster is wiped first (the plan says what), then joins as a new node', () => {
+    const foreign = joinedCluster([{ address: N8, keys: 12 }, { address: '10.9.9.9:7000', notInspected: true }]);
+    const live: LiveCluster = { nodes: [...healthyCluster(A).nodes, freshNode(N7), ...foreign.nodes] };
+    const plan = computePlan(spec([...A, N7, N8], { masters: 3 }), live, NOW, { allowReset: true });
+    expect(plan.steps[0]).toEqual({ kind: 'reset_node', node: N8, keys: 12, knows: ['10.9.9.9:7000'], slots: [] });
+    expect(renderPlan(plan)).toContain(`- wipe ${N8}: FLUSHALL (12 key(s)) and CLUSTER RESET HARD (it forgets 10.9.9.9:7000), so that it joins as a new, empty node`);
+    expect(stepsOf(plan, 'meet_node').map((m) => m.node)).toEqual([N7, N8]);
+    expect(stepsOf(plan, 'replicate').map((r) => r.node).sort()).toEqual([N7, N8]);
+  });
+
   it('a node that belongs to another cluster, among fresh nodes: PlanError mentioning "another cluster"', () => {
     // 7006 knows 10.9.9.9:7000, which is not in the spec, and has the longest view, so it is the
     // anchor: the five fresh nodes must not be met into its cluster.
