@@ -81,12 +81,16 @@ export function phasesOf(plan: Plan): Phase[] {
  */
 export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEvent) => void): Promise<void> {
   const pool = new NodePool();
+  // Migrations get connections of their own: a MIGRATE of a large batch, or of one large key,
+  // legitimately takes longer than the 10 s any other command is allowed; MIGRATE's own I/O
+  // timeout bounds it.
+  const migrationPool = new NodePool({ commandTimeoutMs: 10 * 60_000 });
   const done: { index: number; title: string; kind: StepKind }[] = [];
   const ctx: StepContext = {
     plan,
     deps,
     pool,
-    migrator: deps.migrator?.(pool) ?? new ClassicMigrator(pool),
+    migrator: deps.migrator?.(migrationPool) ?? new ClassicMigrator(migrationPool),
     ids: new Map(),
     assigned: new Map(),
     waitTimeoutMs: deps.waitTimeoutMs ?? 60_000,
@@ -136,7 +140,7 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
       emit({ type: 'phase_done', phase: pi, ms: Date.now() - started });
     }
   } finally {
-    await pool.close();
+    await Promise.all([pool.close(), migrationPool.close()]);
   }
 }
 

@@ -47,8 +47,10 @@ export interface MigrateOptions {
   migrateTimeoutMs: number;
 }
 
+// Measured on 1M keys of 100 B, 3 -> 4 masters (npm run bench): 256 slots a round moved the
+// 250k keys in about 1.8 s, against about 2.3 s with 64; more rounds in flight did not help.
 export const DEFAULT_MIGRATE_OPTIONS: MigrateOptions = {
-  slotsPerRound: 64,
+  slotsPerRound: 256,
   roundsInFlight: 2,
   maxKeys: 1000,
   maxBytes: 8 * 1024 * 1024,

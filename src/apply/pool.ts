@@ -5,10 +5,13 @@ import { connectNode } from '../live/connect.js';
 export class NodePool {
   private readonly clients = new Map<string, Promise<Redis>>();
 
+  /** `commandTimeoutMs`: how long one command may take before the connection gives up on it. */
+  constructor(private readonly opts: { commandTimeoutMs?: number } = {}) {}
+
   get(address: string): Promise<Redis> {
     let c = this.clients.get(address);
     if (!c) {
-      c = connectNode(address);
+      c = connectNode(address, this.opts.commandTimeoutMs !== undefined ? { commandTimeoutMs: this.opts.commandTimeoutMs } : {});
       c.catch(() => this.clients.delete(address));
       this.clients.set(address, c);
     }

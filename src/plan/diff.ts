@@ -91,7 +91,11 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   }
   for (const o of open) owner.set(o.slot, o.to);
   const claims = new Map<string, number[]>();
-  for (const [slot, who] of owner) claims.set(who, [...(claims.get(who) ?? []), slot]);
+  for (const [slot, who] of owner) {
+    const mine = claims.get(who);
+    if (mine) mine.push(slot);
+    else claims.set(who, [slot]);
+  }
   const claimRanges = new Map([...claims].map(([who, slots]) => [who, toRanges(slots)]));
 
   // A running cluster (every slot served); a create cut off half-way has fewer masters so far.
