@@ -79,7 +79,8 @@ export function listrProgress(phases: Phase[]): ProgressView {
           const lines = moving.get(e.phase) ?? new Map<number, string>();
           moving.set(e.phase, lines);
           lines.set(e.index, progressLine(e));
-          if (task) task.output = [...lines.values()].join('\n');
+          // A terminal redraws every pair in place; a log gets only the line that changed.
+          if (task) task.output = process.stdout.isTTY ? [...lines.values()].join('\n') : progressLine(e);
           break;
         }
         case 'phase_done':

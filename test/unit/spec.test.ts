@@ -283,11 +283,15 @@ describe('good specs', () => {
 });
 
 describe('loading files', () => {
-  it.each(['examples/local.yaml', 'examples/seed.yaml'])('%s loads with no diagnostics', async (file) => {
+  it.each([
+    ['examples/local.yaml', 6, 3],
+    ['examples/local-4-masters.yaml', 8, 4],
+    ['examples/seed.yaml', 6, 3],
+  ] as const)('%s loads with no diagnostics', async (file, nodes, masters) => {
     const result = await loadSpec(file);
     expect(result.diagnostics).toEqual([]);
-    expect(result.desired?.nodes).toHaveLength(6);
-    expect(result.desired?.masters).toBe(3);
+    expect(result.desired?.nodes).toHaveLength(nodes);
+    expect(result.desired?.masters).toBe(masters);
   });
 
   it('examples/local.yaml is the local demo, with its files next to it', async () => {
