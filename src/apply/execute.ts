@@ -16,6 +16,7 @@ import { serviceCommands } from '../provision/service.js';
 import { slotList } from '../plan/slots.js';
 import { NodePool } from './pool.js';
 import { waitFor } from './wait.js';
+import { dependencies } from './schedule.js';
 
 /** What apply tells its listeners: the human progress view and --json both listen to these. */
 export type ApplyEvent =
@@ -63,7 +64,13 @@ export function summarizeDone(done: { title: string; kind: StepKind }[]): string
   return out;
 }
 
-/** Consecutive steps of one kind are independent of each other and run together. */
+/** A step that was not started because another one failed first. */
+class NotStarted extends Error {}
+
+/**
+ * Consecutive steps of one kind, as progress shows them. What runs when is the scheduler's
+ * (schedule.ts): a step starts as soon as the steps it depends on are done, whatever its phase.
+ */
 export function phasesOf(plan: Plan): Phase[] {
   const phases: Phase[] = [];
   plan.steps.forEach((step, index) => {
@@ -97,47 +104,54 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
   };
   try {
     const phases = phasesOf(plan);
-    for (const [pi, phase] of phases.entries()) {
-      const started = Date.now();
-      emit({ type: 'phase_start', phase: pi, title: phase.title, steps: phase.steps.map((s) => s.index) });
-      // Restarts of running nodes go one at a time: never a master together with its replica.
-      const limit = pLimit(phase.kind === 'restart_node' ? 1 : (deps.concurrency ?? 16));
-      // After a failure, steps still queued are not started: a bad change stops at one node.
-      let failing = false;
-      const results = await Promise.allSettled(
-        phase.steps.map(({ index, step }) =>
-          limit(async () => {
-            if (failing) return;
-            const title = describeStep(step);
-            const t0 = Date.now();
-            emit({ type: 'step_start', phase: pi, index, title });
-            try {
-              // At most a few frames a second: thousands of slot rounds must not flood a log.
-              let shown = 0;
-              const pair = 'from' in step && 'to' in step ? `${step.from} → ${step.to}` : step.kind;
-              await runStep(step, ctx, (p) => {
-                const now = Date.now();
-                if (now - shown < 250 && p.slotsDone < p.slotsTotal) return;
-                shown = now;
-                emit({ type: 'step_progress', phase: pi, index, pair, ...p, ms: now - t0 });
-              });
-            } catch (err) {
-              failing = true;
-              emit({ type: 'step_failed', phase: pi, index, title, error: (err as Error).message });
-              throw Object.assign(err as Error, { stepTitle: title });
-            }
-            done.push({ index, title, kind: step.kind });
-            emit({ type: 'step_done', phase: pi, index, title, ms: Date.now() - t0 });
-          }),
-        ),
-      );
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) {
-        const err = failed.reason as Error & { stepTitle?: string };
-        emit({ type: 'phase_failed', phase: pi, error: err.message });
-        throw new ApplyError(err.stepTitle ?? phase.title, err, summarizeDone(done.sort((a, b) => a.index - b.index)));
-      }
-      emit({ type: 'phase_done', phase: pi, ms: Date.now() - started });
+    const phaseOf = new Map<number, number>();
+    phases.forEach((p, pi) => p.steps.forEach((s) => phaseOf.set(s.index, pi)));
+    const left = phases.map((p) => p.steps.length);
+    const phaseStarted = new Map<number, number>();
+    const waits = dependencies(plan.steps);
+    const limit = pLimit(deps.concurrency ?? 16);
+    // After a failure, steps not started yet are not started: a bad change stops at one node.
+    let failure: (Error & { stepTitle?: string; phase?: number }) | undefined;
+    const runs: Promise<void>[] = [];
+    plan.steps.forEach((step, index) => {
+      const pi = phaseOf.get(index) as number;
+      runs[index] = (async () => {
+        await Promise.all((waits[index] ?? []).map((i) => runs[i]));
+        await limit(async () => {
+          if (failure) throw new NotStarted();
+          if (!phaseStarted.has(pi)) {
+            phaseStarted.set(pi, Date.now());
+            emit({ type: 'phase_start', phase: pi, title: phases[pi]?.title ?? '', steps: phases[pi]?.steps.map((s) => s.index) ?? [] });
+          }
+          const title = describeStep(step);
+          const t0 = Date.now();
+          emit({ type: 'step_start', phase: pi, index, title });
+          try {
+            // At most a few frames a second: thousands of slot rounds must not flood a log.
+            let shown = 0;
+            const pair = 'from' in step && 'to' in step ? `${step.from} → ${step.to}` : step.kind;
+            await runStep(step, ctx, (p) => {
+              const now = Date.now();
+              if (now - shown < 250 && p.slotsDone < p.slotsTotal) return;
+              shown = now;
+              emit({ type: 'step_progress', phase: pi, index, pair, ...p, ms: now - t0 });
+            });
+          } catch (err) {
+            failure ??= Object.assign(err as Error, { stepTitle: title, phase: pi });
+            emit({ type: 'step_failed', phase: pi, index, title, error: (err as Error).message });
+            throw err;
+          }
+          done.push({ index, title, kind: step.kind });
+          emit({ type: 'step_done', phase: pi, index, title, ms: Date.now() - t0 });
+          left[pi] = (left[pi] ?? 1) - 1;
+          if (left[pi] === 0) emit({ type: 'phase_done', phase: pi, ms: Date.now() - (phaseStarted.get(pi) ?? t0) });
+        });
+      })();
+    });
+    await Promise.allSettled(runs);
+    if (failure) {
+      emit({ type: 'phase_failed', phase: failure.phase ?? 0, error: failure.message });
+      throw new ApplyError(failure.stepTitle ?? 'apply', failure, summarizeDone(done.sort((a, b) => a.index - b.index)));
     }
   } finally {
     await Promise.all([pool.close(), migrationPool.close()]);
