@@ -37,7 +37,7 @@ export async function inspectCluster(desired: DesiredCluster, opts: InspectOptio
     [...unlisted].map((address) =>
       limit(async () => {
         const { host, port } = splitAddress(address);
-        return { ...(await inspectRedis(unlistedNode(desired, host, port))), unlisted: true };
+        return inspectRedis(unlistedNode(desired, host, port));
       }),
     ),
   );

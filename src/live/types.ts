@@ -71,8 +71,6 @@ export interface LiveNode {
   keys: number;
   /** Keys in each slot a master owns (CLUSTER COUNTKEYSINSLOT), when it holds any. */
   slotKeys?: Map<number, number>;
-  /** A node of the cluster that the spec does not list (found in the nodes' views). */
-  unlisted?: boolean;
   redisVersion?: string;
   /** For a node that does not answer: the cluster state saved in its cluster config file, if any. */
   onDisk?: { path: string; view: ClusterNodeEntry[] };
