@@ -73,14 +73,14 @@ export class ClassicMigrator implements SlotMigrator {
     const source = await this.pool.get(job.from.address);
     const target = await this.pool.get(job.to.address);
     const others = await Promise.all(job.others.map(async (o) => ({ ...o, client: await this.pool.get(o.address) })));
-    const batchKeys = await this.batchSize(source);
+    const { batchKeys, avgBytes } = await this.batchSize(source);
     const rounds: number[][] = [];
     for (let i = 0; i < job.slots.length; i += this.opts.slotsPerRound) rounds.push(job.slots.slice(i, i + this.opts.slotsPerRound));
     let next = 0;
     const worker = async () => {
       while (next < rounds.length) {
         const slots = rounds[next++] as number[];
-        const keys = await this.round(job, slots, { source, target, others, batchKeys });
+        const keys = await this.round(job, slots, { source, target, others, batchKeys, avgBytes });
         progress.slotsDone += slots.length;
         progress.keysMoved += keys;
         onProgress({ ...progress });
@@ -91,14 +91,27 @@ export class ClassicMigrator implements SlotMigrator {
   }
 
   /** Keys per MIGRATE: as many as fit in maxBytes at the source's average key size. */
-  private async batchSize(source: Redis): Promise<number> {
+  private async batchSize(source: Redis): Promise<{ batchKeys: number; avgBytes: number }> {
     const [memory, dbsize] = await Promise.all([source.info('memory'), source.dbsize()]);
     const dataset = Number(/used_memory_dataset:(\d+)/.exec(memory)?.[1] ?? 0);
-    const avg = dbsize > 0 && dataset > 0 ? dataset / dbsize : 0;
-    return avg > 0 ? Math.max(1, Math.min(this.opts.maxKeys, Math.floor(this.opts.maxBytes / avg))) : this.opts.maxKeys;
+    const avgBytes = dbsize > 0 && dataset > 0 ? dataset / dbsize : 0;
+    const batchKeys = avgBytes > 0 ? Math.max(1, Math.min(this.opts.maxKeys, Math.floor(this.opts.maxBytes / avgBytes))) : this.opts.maxKeys;
+    return { batchKeys, avgBytes };
   }
 
-  private async round(job: MigrationJob, slots: number[], c: { source: Redis; target: Redis; others: { id: string; address: string; client: Redis }[]; batchKeys: number }): Promise<number> {
+  /**
+   * MIGRATE's timeout bounds writing the whole batch, and each reply: the base, plus 1 s per
+   * 10 MB the batch is expected to carry at the source's average key size.
+   */
+  private batchTimeout(keys: number, avgBytes: number): number {
+    return this.opts.migrateTimeoutMs + Math.ceil((keys * avgBytes) / 10_000_000) * 1000;
+  }
+
+  private async round(
+    job: MigrationJob,
+    slots: number[],
+    c: { source: Redis; target: Redis; others: { id: string; address: string; client: Redis }[]; batchKeys: number; avgBytes: number },
+  ): Promise<number> {
     // Importing on the target first, then migrating on the source: the other order would let the
     // source send clients -ASK to a target that still answers -MOVED (a redirect loop).
     const imp = await exec(c.target, slots.map((s) => ['CLUSTER', 'SETSLOT', s, 'IMPORTING', job.from.id]));
@@ -110,7 +123,7 @@ export class ClassicMigrator implements SlotMigrator {
     throwFirst(mig, job.from.address, 'CLUSTER SETSLOT MIGRATING', (e) => /not the owner/i.test(e.message));
     const moving = open.filter((_, i) => !mig[i]?.[0]);
 
-    const moved = await this.drain(job, moving, c.source, c.target, c.batchKeys);
+    const moved = await this.drain(job, moving, c.source, c.target, c.batchKeys, c.avgBytes);
 
     // The new owner is told first, then the source, then the others (redis/redis #9223): the
     // other way round a slot could be left with no owner that everyone agrees on.
@@ -128,7 +141,7 @@ export class ClassicMigrator implements SlotMigrator {
   }
 
   /** MIGRATE the keys of `slots` until GETKEYSINSLOT finds none left in any of them. */
-  private async drain(job: MigrationJob, slots: number[], source: Redis, target: Redis, batchKeys: number): Promise<number> {
+  private async drain(job: MigrationJob, slots: number[], source: Redis, target: Redis, batchKeys: number, avgBytes: number): Promise<number> {
     const { host, port } = splitAddress(job.to.address);
     let moved = 0;
     let active = slots;
@@ -139,7 +152,7 @@ export class ClassicMigrator implements SlotMigrator {
       throwFirst(found, job.from.address, 'CLUSTER GETKEYSINSLOT');
       const batches = active.map((s, i) => ({ slot: s, keys: (found[i]?.[1] as string[]) ?? [] })).filter((b) => b.keys.length > 0);
       if (batches.length === 0) break;
-      const timeouts = await Promise.all(batches.map((b) => (alone.has(b.slot) ? this.aloneTimeout(source, b.keys[0] as string) : this.opts.migrateTimeoutMs)));
+      const timeouts = await Promise.all(batches.map((b) => (alone.has(b.slot) ? this.aloneTimeout(source, b.keys[0] as string) : this.batchTimeout(b.keys.length, avgBytes))));
       const replies = await exec(
         source,
         batches.map((b, i) => ['MIGRATE', host, port, '', 0, timeouts[i] as number, 'KEYS', ...b.keys]),
@@ -156,7 +169,8 @@ export class ClassicMigrator implements SlotMigrator {
           if (b.keys.length >= limit) next.push(b.slot);
           continue;
         }
-        if (/^BUSYKEY/.test(err.message)) {
+        // Redis wraps it: "ERR Target instance replied with error: BUSYKEY …".
+        if (/BUSYKEY/.test(err.message)) {
           moved += await this.resolveBusy(job, b.slot, b.keys, source, target, timeouts[i] as number);
           next.push(b.slot);
           continue;

@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ClassicMigrator, KeyConflictError } from '../../src/apply/migrate.js';
+import { NodePool } from '../../src/apply/pool.js';
+import { localSpec, ports, rcluster, withNode } from './support.js';
+
+// The engine against a MIGRATE cut off after the target stored a key but before the source
+// deleted it (simulated with MIGRATE … COPY): the same value on both sides is finished, a
+// different one is refused with the key's name, and nothing is overwritten blindly.
+const PORTS = ports(7561, 3);
+const spec = localSpec('itest-engine', PORTS, 'replicasPerMaster: 0');
+const addr = (p: number) => `127.0.0.1:${p}`;
+
+async function idOf(port: number): Promise<string> {
+  return String(await withNode(port, (r) => r.call('CLUSTER', 'MYID')));
+}
+
+async function ownerOf(slot: number): Promise<number> {
+  const slots = (await withNode(PORTS[0] as number, (r) => r.call('CLUSTER', 'SLOTS'))) as [number, number, [string, number]][];
+  return slots.find(([a, b]) => slot >= a && slot <= b)?.[2][1] as number;
+}
+
+/** Key `name` set on its owner, then copied to another master whose slot is left importing. */
+async function halfMoved(name: string): Promise<{ slot: number; from: number; to: number }> {
+  const slot = Number(await withNode(PORTS[0] as number, (r) => r.call('CLUSTER', 'KEYSLOT', name)));
+  const from = await ownerOf(slot);
+  const to = PORTS.find((p) => p !== from) as number;
+  await withNode(from, (r) => r.set(name, 'v1'));
+  await withNode(to, async (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'IMPORTING', await idOf(from)));
+  await withNode(from, async (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'MIGRATING', await idOf(to)));
+  await withNode(from, (r) => r.call('MIGRATE', '127.0.0.1', String(to), '', '0', '5000', 'COPY', 'KEYS', name));
+  return { slot, from, to };
+}
+
+async function migrate(slot: number, from: number, to: number): Promise<void> {
+  const pool = new NodePool();
+  try {
+    const others = await Promise.all(PORTS.filter((p) => p !== from && p !== to).map(async (p) => ({ address: addr(p), id: await idOf(p) })));
+    await new ClassicMigrator(pool).migrate({ from: { address: addr(from), id: await idOf(from) }, to: { address: addr(to), id: await idOf(to) }, slots: [slot], others }, () => {});
+  } finally {
+    await pool.close();
+  }
+}
+
+describe('the migration engine and keys on both sides (BUSYKEY)', () => {
+  beforeAll(async () => {
+    expect((await rcluster('apply', '-f', spec.file, '--auto-approve')).code).toBe(0);
+  });
+
+  afterAll(async () => {
+    await rcluster('destroy', '-f', spec.file, '--auto-approve');
+    spec.cleanup();
+  });
+
+  it('the same value on both sides: the slot is finished, the key kept once with its value', async () => {
+    const { slot, from, to } = await halfMoved('same');
+    await migrate(slot, from, to);
+    expect(await ownerOf(slot)).toBe(to);
+    expect(await withNode(to, (r) => r.get('same'))).toBe('v1');
+    expect(await withNode(from, (r) => r.call('CLUSTER', 'COUNTKEYSINSLOT', String(slot)))).toBe(0);
+  });
+
+  it('a different value on the target: refused with the key named, nothing overwritten, the slot left open to finish by hand', async () => {
+    const { slot, from, to } = await halfMoved('differs');
+    // The target's copy changes (as a client's write through -ASK would): now they differ.
+    await withNode(to, async (r) => {
+      await r.call('ASKING');
+      await r.set('differs', 'v2');
+    });
+    const err = await migrate(slot, from, to).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err).toBeInstanceOf(KeyConflictError);
+    expect(err?.message).toContain(`key "differs" (slot ${slot}) exists on both ${addr(from)} and ${addr(to)} with different values`);
+    expect(await withNode(from, (r) => r.get('differs'))).toBe('v1');
+    expect(
+      await withNode(to, async (r) => {
+        await r.call('ASKING');
+        return r.get('differs');
+      }),
+    ).toBe('v2');
+    // Closed by hand here so that destroy finds a stable cluster.
+    await withNode(from, (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'STABLE'));
+    await withNode(to, (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'STABLE'));
+  });
+});
