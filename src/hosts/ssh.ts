@@ -105,6 +105,7 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
   const byHost = new Map<string, SshSettings>();
   for (const t of targets) byHost.set(t.host, t.ssh);
   const conns = new Map<string, Promise<Conn>>();
+  let closed = false;
   const stats = { connections: 0 };
 
   function settingsOf(host: string): SshSettings {
@@ -256,6 +257,9 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
 
   /** The open connection to a host, opening it (once) if needed. */
   function getConn(host: string): Promise<Conn> {
+    // Work still in flight when the driver was closed (another host failed first) must not open
+    // connections nobody will close: they would keep the process alive for minutes.
+    if (closed) return Promise.reject(new HostError(host, 'ssh', 'the SSH driver was closed (an earlier step failed)'));
     const existing = conns.get(host);
     if (existing) return existing;
     const pending = openConn(host);
@@ -498,6 +502,7 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
     },
 
     async close(): Promise<void> {
+      closed = true;
       const pending = [...conns.values()];
       conns.clear();
       await Promise.all(

@@ -22,7 +22,9 @@ export interface InspectOptions {
 /** Read every node of the spec, in parallel. Unreachable nodes are facts, not errors. */
 export async function inspectCluster(desired: DesiredCluster, opts: InspectOptions = {}): Promise<LiveCluster> {
   const limit = pLimit(opts.concurrency ?? 16);
-  const nodes = await Promise.all(desired.nodes.map((n) => limit(() => inspectNode(n, opts.driver))));
+  // Every read ends before the first failure is reported: one left running would keep
+  // connections open (and the process alive) after the caller has closed its driver.
+  const nodes = await settleAll(desired.nodes.map((n) => limit(() => inspectNode(n, opts.driver))));
   // Nodes of the cluster that the spec no longer lists are read too (Redis only: their hosts are
   // not the spec's): the plan drains, forgets and removes them.
   const listed = new Set(desired.nodes.map((n) => n.address));
@@ -33,7 +35,7 @@ export async function inspectCluster(desired: DesiredCluster, opts: InspectOptio
       if (!e.myself && !e.handshake && !e.noaddr && e.host && !listed.has(address)) unlisted.add(address);
     }
   }
-  const extras = await Promise.all(
+  const extras = await settleAll(
     [...unlisted].map((address) =>
       limit(async () => {
         const { host, port } = splitAddress(address);
@@ -90,6 +92,14 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver): Promise<Liv
   } finally {
     client.disconnect();
   }
+}
+
+/** Promise.all that waits for every promise before rejecting with the first failure. */
+async function settleAll<T>(promises: Promise<T>[]): Promise<T[]> {
+  const results = await Promise.allSettled(promises);
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+  return results.map((r) => (r as PromiseFulfilledResult<T>).value);
 }
 
 /**

@@ -5,6 +5,8 @@ export interface SshdConfigOptions {
   hostKeyFile: string;
   pidFile: string;
   authorizedKeysFile: string;
+  /** The sftp subsystem (default on); some hardened hosts disable it. */
+  sftp?: boolean;
 }
 
 export function sshdConfig(o: SshdConfigOptions): string {
@@ -30,7 +32,7 @@ MaxStartups 200
 MaxSessions 100
 LoginGraceTime 30
 LogLevel INFO
-Subsystem sftp internal-sftp
+${o.sftp === false ? '# no sftp subsystem on this host' : 'Subsystem sftp internal-sftp'}
 `;
 }
 

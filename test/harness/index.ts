@@ -72,6 +72,8 @@ export interface HarnessOptions {
   hosts: number[];
   /** State dir; default /tmp/rcluster-harness/<hosts joined by '-'>. Removed by stop(). */
   root?: string;
+  /** Hosts whose sshd has no sftp subsystem. */
+  noSftp?: number[];
 }
 
 const MARKER = '.rcluster-harness';
@@ -424,7 +426,7 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     h.pub = await genKey(hostKeyFile(h), `rcluster-harness-host-${h.n}`);
     await writeFile(
       join(h.dir, 'ssh', 'sshd_config'),
-      sshdConfig({ address: h.address, hostKeyFile: hostKeyFile(h), pidFile: join(h.dir, 'sshd.pid'), authorizedKeysFile: authorizedKeys }),
+      sshdConfig({ address: h.address, hostKeyFile: hostKeyFile(h), pidFile: join(h.dir, 'sshd.pid'), authorizedKeysFile: authorizedKeys, sftp: !opts.noSftp?.includes(h.n) }),
     );
     await writeFile(h.path('/etc/redis/6379.conf'), redisConf(h.address));
     await writeFile(h.path('/etc/init.d/redis_6379'), initScript(tools.redisServer, tools.redisCli), { mode: 0o755 });
@@ -587,8 +589,8 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
 }
 
 /** For tests: start the hosts, or fail with the reason they cannot run here (never skip). */
-export async function startTestHosts(hosts: number[]): Promise<Harness> {
+export async function startTestHosts(hosts: number[], opts: Omit<HarnessOptions, 'hosts'> = {}): Promise<Harness> {
   const available = harnessAvailable();
   if (!available.ok) throw new Error(`the SSH test hosts cannot run here: ${available.why}`);
-  return startHarness({ hosts });
+  return startHarness({ ...opts, hosts });
 }

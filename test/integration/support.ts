@@ -24,12 +24,15 @@ export async function rcluster(...args: string[]): Promise<CliResult> {
 
 const BIN = fileURLToPath(new URL('../../bin/rcluster.js', import.meta.url));
 
-/** Run the built binary in a child process: what a user's shell sees, exit code included. */
-export function rclusterBin(args: string[], opts: { cwd?: string } = {}): Promise<CliResult> {
+/**
+ * Run the built binary in a child process: what a user's shell sees, exit code included.
+ * `timeoutMs`: kill it after that long (`signal` then says so), so that a hang fails a test.
+ */
+export function rclusterBin(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<CliResult & { signal: string | null }> {
   return new Promise((res) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: { ...process.env, NO_COLOR: '1' } }, (error, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: opts.cwd, env: { ...process.env, NO_COLOR: '1' }, timeout: opts.timeoutMs ?? 0 }, (error, stdout, stderr) => {
       const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-      res({ code, out: stdout, err: stderr });
+      res({ code, out: stdout, err: stderr, signal: error?.signal ?? null });
     });
   });
 }
