@@ -47,7 +47,9 @@ export async function inspectCluster(desired: DesiredCluster, opts: InspectOptio
 }
 
 export async function inspectNode(node: DesiredNode, driver?: HostDriver): Promise<LiveNode> {
-  const [live, facts] = await Promise.all([inspectRedis(node, driver), driver && driver.kind !== 'none' ? readHostFacts(node, driver) : undefined]);
+  const reads = [inspectRedis(node, driver), driver && driver.kind !== 'none' ? readHostFacts(node, driver) : Promise.resolve(undefined)] as const;
+  await Promise.allSettled(reads);
+  const [live, facts] = await Promise.all(reads);
   return facts ? { ...live, facts } : live;
 }
 

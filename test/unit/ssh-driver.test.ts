@@ -309,12 +309,13 @@ describe('ssh driver', () => {
     expect(d.stats.connections).toBe(1);
   });
 
-  it('reconnects after close()', async () => {
+  it('after close(), new work is refused rather than opening a connection nobody would close', async () => {
     const d = driver();
     await d.connect(HOST);
     await d.close();
-    expect((await d.run(HOST, 'echo back')).stdout).toBe('back\n');
-    expect(d.stats.connections).toBe(2);
+    const err = await hostError(d.run(HOST, 'echo back'));
+    expect(err.message).toContain(`${HOST}: ssh: the SSH driver was closed`);
+    expect(d.stats.connections).toBe(1);
   });
 
   it('a host without settings is a HostError', async () => {
