@@ -15,7 +15,7 @@ import { ClassicMigrator, type MigrationProgress, type SlotMigrator } from './mi
 import { serviceCommands } from '../provision/service.js';
 import { slotList } from '../plan/slots.js';
 import { NodePool } from './pool.js';
-import { waitFor } from './wait.js';
+import { WaitAborted, waitFor } from './wait.js';
 import { dependencies } from './schedule.js';
 
 /** What apply tells its listeners: the human progress view and --json both listen to these. */
@@ -408,7 +408,8 @@ async function pauseAndSave(address: string, ctx: StepContext): Promise<number> 
     async () => {
       const p = parseInfo(String(await ctx.pool.call(address, 'INFO', 'persistence')));
       if (p['rdb_bgsave_in_progress'] !== '0') return 'saving';
-      if (p['rdb_last_bgsave_status'] !== 'ok') throw new Error(`BGSAVE failed (rdb_last_bgsave_status:${p['rdb_last_bgsave_status']}); not restarting`);
+      // A failed save will not succeed by waiting: give up now, and the pause is lifted below.
+      if (p['rdb_last_bgsave_status'] !== 'ok') throw new WaitAborted(`BGSAVE failed (rdb_last_bgsave_status:${p['rdb_last_bgsave_status']}); its writes are no longer paused, and nothing was restarted`);
       if (p['rdb_changes_since_last_save'] !== '0') {
         await ctx.pool.call(address, 'BGSAVE').catch(() => {});
         return 'changes since the last save';

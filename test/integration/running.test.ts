@@ -1,9 +1,13 @@
+import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/apply/wait.js';
 import { answers, localSpec, ports, rcluster, withNode } from './support.js';
+
+const run = promisify(execFile);
 
 // A running cluster with data: config changes, bad config, and a failover. No key may be lost.
 const PORTS = ports(7501, 6);
@@ -154,6 +158,42 @@ describe('masters without replicas and without save points', () => {
     const r = await rcluster('plan', '-f', spec3.file);
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/127\.0\.0\.1:751\d: changing dbfilename \(default -> data\.rdb\) on a running cluster node would restart it without its data/);
+  });
+
+  it('a save that fails stops the restart at once, names the node, and leaves no write paused', async () => {
+    // Slow saves, so that one is in flight long enough to be killed, as the OOM killer would.
+    for (const p of PORTS3) await withNode(p, (r) => r.call('CONFIG', 'SET', 'rdb-key-save-delay', '200000'));
+    writeFileSync(spec3.file, base3.replace(`save: '""'`, `save: '""'\n    io-threads: 2`));
+    const cluster = new Cluster([{ host: '127.0.0.1', port: 7511 }], { lazyConnect: true, redisOptions: { commandTimeout: 5000 } });
+    try {
+      const applying = rcluster('apply', '-f', spec3.file, '--auto-approve');
+      await waitFor(
+        'a save in flight to kill',
+        async () => {
+          for (const p of PORTS3) {
+            const saving = await withNode(p, (r) => r.info('persistence'));
+            if (!saving.includes('rdb_bgsave_in_progress:1')) continue;
+            const pid = /process_id:(\d+)/.exec(await withNode(p, (r) => r.info('server')))?.[1] as string;
+            const children = (await run('pgrep', ['-P', pid])).stdout.trim().split('\n').filter(Boolean);
+            for (const child of children) process.kill(Number(child), 'SIGKILL');
+            return children.length > 0 ? true : 'the save has no child process yet';
+          }
+          return 'no save in flight yet';
+        },
+        { timeoutMs: 30_000, intervalMs: 20 },
+      );
+      const applied = await applying;
+      expect(applied.code).toBe(1);
+      expect(applied.err).toMatch(/restart 127\.0\.0\.1:751\d .*BGSAVE failed \(rdb_last_bgsave_status:err\); its writes are no longer paused, and nothing was restarted/s);
+      // Every master takes writes at once (a paused one would hold them until the timeout).
+      await cluster.connect();
+      await Promise.all(Array.from({ length: 30 }, (_, i) => cluster.set(`probe:${i}`, '1')));
+      await Promise.all(Array.from({ length: 30 }, (_, i) => cluster.del(`probe:${i}`)));
+    } finally {
+      cluster.disconnect();
+      for (const p of PORTS3) await withNode(p, (r) => r.call('CONFIG', 'SET', 'rdb-key-save-delay', '0'));
+      writeFileSync(spec3.file, base3);
+    }
   });
 
   it('a restart planned on the empty cluster saves each master first, with writes paused, and every key comes back', async () => {
