@@ -6,7 +6,7 @@ import { inspectCluster } from '../live/inspect.js';
 import { splitAddress } from '../live/connect.js';
 import { clusterStatus } from '../live/status.js';
 import { computePlan } from '../plan/diff.js';
-import { fingerprint } from '../plan/fingerprint.js';
+import { fingerprint, nodeFingerprints } from '../plan/fingerprint.js';
 import { looksLikePlanFile, readPlanFile, serializePlan } from '../plan/file.js';
 import type { Plan } from '../plan/types.js';
 import { renderPlan, summaryLine } from '../render/plan.js';
@@ -142,12 +142,25 @@ async function runPlan(plan: Plan, opts: { file?: string; planFile?: string; jso
   else io.out(`\nApply complete: ${plan.steps.length} step(s) in ${formatMs(ms)}.`);
 }
 
+/** "127.0.0.1:7002 changed, 127.0.0.1:7007 appeared", or a general word for older plan files. */
+function whatChanged(before: Record<string, string> | undefined, now: Record<string, string>): string {
+  if (!before) return 'the cluster changed since the plan was made';
+  const parts = [
+    ...Object.keys(now)
+      .filter((a) => before[a] !== undefined && before[a] !== now[a])
+      .map((a) => `${a} changed (roles, slots, membership, config file or data)`),
+    ...Object.keys(now).filter((a) => before[a] === undefined).map((a) => `${a} appeared`),
+    ...Object.keys(before).filter((a) => now[a] === undefined).map((a) => `${a} is gone`),
+  ];
+  return parts.length > 0 ? parts.join(', ') : 'the cluster changed since the plan was made';
+}
+
 async function refuseStalePlan(plan: Plan, planFile: string): Promise<void> {
   const driver = driverFor(plan.desired);
   try {
     const live = await inspectCluster(plan.desired, { driver });
     if (fingerprint(live) !== plan.fingerprint) {
-      throw new PlanError(`${planFile} is stale: the cluster changed since the plan was made. Run rcluster plan again.`);
+      throw new PlanError(`${planFile}: saved plan is stale: ${whatChanged(plan.nodeFingerprints, nodeFingerprints(live))}; run rcluster plan again`);
     }
   } finally {
     await driver.close();

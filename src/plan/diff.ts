@@ -5,7 +5,7 @@ import type { ClusterNodeEntry, LiveCluster, SlotRange } from '../live/types.js'
 import type { DesiredCluster } from '../spec/types.js';
 import { unlistedNode } from '../spec/normalize.js';
 import { splitAddress } from '../live/connect.js';
-import { fingerprint } from './fingerprint.js';
+import { fingerprint, nodeFingerprints } from './fingerprint.js';
 import { addressResolver, knowsAll, membership, type LeavingNode } from './membership.js';
 import { nodeState, safeRestart, type NodeState } from './nodeState.js';
 import { planShards } from './shards.js';
@@ -222,7 +222,16 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
       .map((m): NodeRole => ({ node: m, role: 'master', slots: finalSlots.get(m) ?? [] })),
     ...[...shards.replicaOf].map(([node, master]): NodeRole => ({ node, role: 'replica', master })),
   ];
-  return { formatVersion: 1, desired, fingerprint: fingerprint(live), roles: roleList, steps, warnings, createdAt: now.toISOString() };
+  return {
+    formatVersion: 1,
+    desired,
+    fingerprint: fingerprint(live),
+    nodeFingerprints: nodeFingerprints(live),
+    roles: roleList,
+    steps,
+    warnings,
+    createdAt: now.toISOString(),
+  };
 }
 
 /**

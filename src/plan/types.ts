@@ -93,6 +93,8 @@ export interface Plan {
   desired: DesiredCluster;
   /** Hash of the live state the plan was computed from (the staleness check compares it). */
   fingerprint: string;
+  /** The same, node by node (address -> hash): what a stale plan names as changed. */
+  nodeFingerprints?: Record<string, string>;
   /** The roles the spec leads to (for display and for later checks). */
   roles: NodeRole[];
   steps: Step[];

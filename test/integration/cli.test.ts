@@ -149,7 +149,9 @@ describe('saved plans', () => {
 
     const stale = await rcluster('apply', stalePlan);
     expect(stale.code).toBe(1);
-    expect(stale.err).toContain(`${stalePlan} is stale: the cluster changed since the plan was made`);
+    // It names what changed: the apply above gave every node slots and met them.
+    expect(stale.err).toContain(`${stalePlan}: saved plan is stale: 127.0.0.1:7241 changed (roles, slots, membership, config file or data)`);
+    expect(stale.err).toContain('; run rcluster plan again');
 
     const notAPlan = await rcluster('apply', spec.file);
     expect(notAPlan.code).toBe(1);

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { PlanError } from '../../src/errors.js';
 import type { LiveCluster } from '../../src/live/types.js';
 import { computePlan } from '../../src/plan/diff.js';
+import { fingerprint, nodeFingerprints } from '../../src/plan/fingerprint.js';
 import type { Plan, Step, StepKind } from '../../src/plan/types.js';
 import { countSlots } from '../../src/live/parse.js';
 import { renderPlan } from '../../src/render/plan.js';
@@ -576,6 +577,15 @@ describe('computePlan: fingerprint', () => {
     expect(computePlan(desired, joinedCluster(partial), NOW).fingerprint).not.toBe(before);
     const failed = healthyMembers(A).map((m): Member => (m.address === N5 ? { ...m, failed: true } : m));
     expect(computePlan(desired, joinedCluster(failed), NOW).fingerprint).not.toBe(before);
+  });
+
+  it('changes when a standalone redis at a spec address gains keys (a saved plan must not strand them), naming that node', () => {
+    const empty: LiveCluster = { nodes: [plainRedisNode(N1, 0), ...A.slice(1).map((a) => unreachableNode(a))] };
+    const withKeys: LiveCluster = { nodes: [plainRedisNode(N1, 5), ...A.slice(1).map((a) => unreachableNode(a))] };
+    expect(fingerprint(withKeys)).not.toBe(fingerprint(empty));
+    const before = nodeFingerprints(empty);
+    const after = nodeFingerprints(withKeys);
+    expect(Object.keys(after).filter((a) => after[a] !== before[a])).toEqual([N1]);
   });
 
   it('does not change when only key counts, ping times or the order of nodes change', () => {
