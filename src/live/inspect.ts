@@ -59,6 +59,9 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver): Promise<Liv
   try {
     client = await connectNode(node.address);
   } catch (err) {
+    // A refused connection is a stopped node; a timeout is not: the node may be busy (a long
+    // command, a fork) or its host unreachable, and restarting it would be the worst answer.
+    if (describeRedisError(err) === 'timed out') return { ...base, unresponsive: true, error: 'the connection timed out' };
     return { ...base, error: describeRedisError(err), onDisk: await readOnDiskView(node, driver) };
   }
   try {

@@ -29,6 +29,12 @@ export interface NodeState {
 
 /** A spec node as the plan sees it: its live state, and what its host needs first. */
 export function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | undefined): NodeState {
+  if (live?.unresponsive && !live.reachable) {
+    throw new PlanError(
+      `${node.address} does not answer: ${live.error} (a stopped node refuses the connection at once). It may be busy, or its host unreachable; ` +
+        `rcluster will not restart or replace a node it cannot read. Try again when it answers.`,
+    );
+  }
   if (live?.unresponsive) {
     throw new PlanError(`${node.address} answers but does not report its state (${live.error}); rcluster will not plan around a node it cannot read. Try again when it responds.`);
   }

@@ -342,6 +342,15 @@ describe('computePlan: a running cluster', () => {
 });
 
 describe('computePlan: what it refuses', () => {
+  it('a node whose connection timed out is not taken for a stopped one: PlanError, nothing provisioned', () => {
+    const live = healthyCluster(A);
+    const slow = { ...unreachableNode(N2, 'the connection timed out'), unresponsive: true };
+    const err = planError(spec(A), { nodes: live.nodes.map((n) => (n.address === N2 ? slow : n)) });
+    expect(err.message).toBe(
+      `${N2} does not answer: the connection timed out (a stopped node refuses the connection at once). It may be busy, or its host unreachable; rcluster will not restart or replace a node it cannot read. Try again when it answers.`,
+    );
+  });
+
   it('connection none with an unreachable node: PlanError naming the node', () => {
     const members = healthyMembers(A).map((m): Member => (m.address === N5 ? { ...m, failed: true, notInspected: true } : m));
     const live = joinedCluster(members, [unreachableNode(N5, 'connect ETIMEDOUT')]);
