@@ -1,4 +1,5 @@
-import { writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, stat, writeFile } from 'node:fs/promises';
 import { executePlan, phasesOf } from '../apply/execute.js';
 import { ApplyError, PlanError, UsageError } from '../errors.js';
 import { formatDiagnostic } from '../errors.js';
@@ -46,7 +47,22 @@ export async function validateCommand(opts: { file: string; json?: boolean }, io
   return errors.length === 0 ? EXIT_OK : EXIT_ERROR;
 }
 
+/**
+ * What can be checked on this machine is checked before any host is contacted: a key file that
+ * cannot be read would otherwise fail only after the Redis ports had been dialled.
+ */
+async function checkLocalFiles(desired: DesiredCluster): Promise<void> {
+  if (desired.connection !== 'ssh') return;
+  for (const file of new Set(desired.nodes.map((n) => n.ssh.identityFile).filter((f): f is string => f !== undefined))) {
+    await access(file, constants.R_OK).catch((err: NodeJS.ErrnoException) => {
+      throw new UsageError(`ssh.identityFile ${file}: cannot read it (${err.code === 'ENOENT' ? 'no such file' : (err.code ?? err.message)}); nothing was contacted`);
+    });
+    if ((await stat(file)).isDirectory()) throw new UsageError(`ssh.identityFile ${file}: cannot read it (a directory); nothing was contacted`);
+  }
+}
+
 async function planFor(desired: DesiredCluster, opts: { json?: boolean; allowReset?: boolean } = {}): Promise<Plan> {
+  await checkLocalFiles(desired);
   const driver = driverFor(desired);
   try {
     const what = `Reading ${desired.nodes.length} node(s)${desired.connection === 'ssh' ? ' and their hosts over SSH' : ''}`;

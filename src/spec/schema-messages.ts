@@ -1,5 +1,6 @@
 import type { ErrorObject } from 'ajv';
 import { pathLabel, pointerToPath, type Issue, type SpecPath } from './positions.js';
+import { closest, distance } from 'fastest-levenshtein';
 
 type Schema = Record<string, unknown>;
 
@@ -51,7 +52,8 @@ function translate(e: ErrorObject, path: SpecPath, data: unknown): Issue | undef
     case 'additionalProperties': {
       const key = String(params.additionalProperty);
       const allowed = Object.keys((parentSchema.properties ?? {}) as Schema);
-      return error(`unknown key "${key}"${context(path)} (allowed: ${allowed.join(', ')})`, 'key', [...path, key]);
+      const hint = suggestion(key, allowed);
+      return error(`unknown key "${key}"${context(path)}${hint ? `; did you mean "${hint}"?` : ''} (allowed: ${allowed.join(', ')})`, 'key', [...path, key]);
     }
     case 'required':
       return error(`missing required key "${String(params.missingProperty)}"${context(path)}`);
@@ -155,4 +157,13 @@ export function valueAt(data: unknown, path: SpecPath): unknown {
 
 export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** The allowed key a typo most likely meant: a different case, or within a third of its letters. */
+function suggestion(key: string, allowed: string[]): string | undefined {
+  if (allowed.length === 0) return undefined;
+  const same = allowed.find((a) => a.toLowerCase() === key.toLowerCase());
+  if (same) return same;
+  const near = closest(key, allowed);
+  return distance(key, near) <= Math.max(1, Math.floor(key.length / 3)) ? near : undefined;
 }
