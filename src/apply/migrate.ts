@@ -119,8 +119,17 @@ export class ClassicMigrator implements SlotMigrator {
     const open = slots.filter((_, i) => !isAlreadyOwner(imp[i]?.[0]));
     throwFirst(imp, job.to.address, 'CLUSTER SETSLOT IMPORTING', (e) => isAlreadyOwner(e));
     const mig = await exec(c.source, open.map((s) => ['CLUSTER', 'SETSLOT', s, 'MIGRATING', job.to.id]));
-    // "not the owner": the source gave it away already (final SETSLOT NODE reached the source).
     throwFirst(mig, job.from.address, 'CLUSTER SETSLOT MIGRATING', (e) => /not the owner/i.test(e.message));
+    // Owned by neither side: someone else moved it since the plan. Giving it to the target now
+    // would take it from its real owner, keys and all; the import just opened is closed again.
+    // (A slot the target owns already was left out of `open` above.)
+    const elsewhere = open.filter((_, i) => mig[i]?.[0]);
+    if (elsewhere.length > 0) {
+      await exec(c.target, elsewhere.map((s) => ['CLUSTER', 'SETSLOT', s, 'STABLE']));
+      throw new Error(
+        `slot(s) ${elsewhere.slice(0, 5).join(', ')}${elsewhere.length > 5 ? ', …' : ''} belong to neither ${job.from.address} nor ${job.to.address} any more (moved since the plan); nothing was moved for them. Run plan again`,
+      );
+    }
     const moving = open.filter((_, i) => !mig[i]?.[0]);
 
     const moved = await this.drain(job, moving, c.source, c.target, c.batchKeys, c.avgBytes);

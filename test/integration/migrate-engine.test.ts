@@ -1,3 +1,4 @@
+import calculateSlot from 'cluster-key-slot';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ClassicMigrator, KeyConflictError } from '../../src/apply/migrate.js';
 import { NodePool } from '../../src/apply/pool.js';
@@ -49,6 +50,23 @@ describe('the migration engine and keys on both sides (BUSYKEY)', () => {
   afterAll(async () => {
     await rcluster('destroy', '-f', spec.file, '--auto-approve');
     spec.cleanup();
+  });
+
+  it('a slot that belongs to neither side any more (moved since the plan) is refused, and the import it opened is closed', async () => {
+    const slot = 42;
+    let key = 'k0';
+    for (let i = 0; calculateSlot(key) !== slot; i++) key = `k${i}`;
+    const owner = await ownerOf(slot);
+    const [from, to] = PORTS.filter((p) => p !== owner) as [number, number];
+    await withNode(owner, (r) => r.set(key, 'kept'));
+    const err = await migrate(slot, from, to).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(err?.message).toContain(`slot(s) ${slot} belong to neither ${addr(from)} nor ${addr(to)} any more`);
+    expect(await ownerOf(slot)).toBe(owner);
+    expect(String(await withNode(to, (r) => r.call('CLUSTER', 'NODES')))).not.toContain(`[${slot}-<-`);
+    expect(await withNode(owner, (r) => r.get(key))).toBe('kept');
   });
 
   it('the same value on both sides: the slot is finished, the key kept once with its value', async () => {
