@@ -531,14 +531,14 @@ describe('computePlan: day-2 changes', () => {
     expect(after.steps).toEqual([]);
   });
 
+  /** Masters on 127.0.0.51-53:6379, replicas on 54-56 (as many as given) of 51, 52, 53 in turn. */
+  const hostsCluster = (replicas: number): Member[] => [
+    ...[51, 52, 53].map((n, i): Member => ({ address: `127.0.0.${n}:6379`, slots: [CREATE_RANGES[i]!] })),
+    ...[54, 55, 56].slice(0, replicas).map((n, i): Member => ({ address: `127.0.0.${n}:6379`, master: `127.0.0.${51 + i}:6379` })),
+  ];
+
   it('a node added without raising masters becomes a replica of the master with the fewest replicas', () => {
-    const members: Member[] = [
-      { address: '127.0.0.51:6379', slots: [CREATE_RANGES[0]!] },
-      { address: '127.0.0.52:6379', slots: [CREATE_RANGES[1]!] },
-      { address: '127.0.0.53:6379', slots: [CREATE_RANGES[2]!] },
-      { address: '127.0.0.54:6379', master: '127.0.0.51:6379' },
-      { address: '127.0.0.55:6379', master: '127.0.0.52:6379' },
-    ];
+    const members = hostsCluster(2);
     const live: LiveCluster = { nodes: [...joinedCluster(members).nodes, freshNode('127.0.0.56:6379')] };
     const plan = computePlan(spec([...members.map((m) => m.address), '127.0.0.56:6379'], { connection: 'none' }), live, NOW);
     expect(stepsOf(plan, 'replicate')).toEqual([{ kind: 'replicate', node: '127.0.0.56:6379', master: '127.0.0.53:6379' }]);
@@ -546,14 +546,7 @@ describe('computePlan: day-2 changes', () => {
   });
 
   it('with every master already replicated, the extra replica goes to a master on another host than its own', () => {
-    const members: Member[] = [
-      { address: '127.0.0.51:6379', slots: [CREATE_RANGES[0]!] },
-      { address: '127.0.0.52:6379', slots: [CREATE_RANGES[1]!] },
-      { address: '127.0.0.53:6379', slots: [CREATE_RANGES[2]!] },
-      { address: '127.0.0.54:6379', master: '127.0.0.51:6379' },
-      { address: '127.0.0.55:6379', master: '127.0.0.52:6379' },
-      { address: '127.0.0.56:6379', master: '127.0.0.53:6379' },
-    ];
+    const members = hostsCluster(3);
     const live: LiveCluster = { nodes: [...joinedCluster(members).nodes, freshNode('127.0.0.51:6380')] };
     const plan = computePlan(spec([...members.map((m) => m.address), '127.0.0.51:6380'], { connection: 'none' }), live, NOW);
     const [step] = stepsOf(plan, 'replicate');
