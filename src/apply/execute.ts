@@ -302,6 +302,14 @@ async function migrate(from: string, to: string, slots: number[], ctx: StepConte
 async function removeNode(step: Extract<Step, { kind: 'remove_node' }>, ctx: StepContext): Promise<void> {
   const id = String(await ctx.pool.call(step.node, 'CLUSTER', 'MYID'));
   if (id === step.id) await ctx.pool.call(step.node, 'CLUSTER', 'RESET', 'HARD');
+  else {
+    // Another id: reset already, or another node entirely. Only an empty node that knows no
+    // one is ours to stop.
+    const [nodes, keys] = await Promise.all([ctx.pool.call(step.node, 'CLUSTER', 'NODES'), ctx.pool.call(step.node, 'DBSIZE')]);
+    if (String(nodes).trim().split('\n').length > 1 || Number(keys) > 0) {
+      throw new Error(`${step.node} now answers as another node (${id.slice(0, 8)}, not ${step.id.slice(0, 8)}) that has keys or knows other nodes; not touching it`);
+    }
+  }
   if (!step.stop) return;
   ctx.pool.drop(step.node);
   const { host } = splitAddress(step.node);
