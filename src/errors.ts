@@ -33,6 +33,12 @@ export class HostError extends RclusterError {
   }
 }
 
+/**
+ * The host cannot be reached at all (its sshd refuses, times out, or the network has no route):
+ * the plan treats its nodes as down instead of failing, when the cluster can do without them.
+ */
+export class HostUnreachableError extends HostError {}
+
 /** The live cluster cannot be brought to the spec safely; nothing was changed. */
 export class PlanError extends RclusterError {
   readonly exitCode = 1;

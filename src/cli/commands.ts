@@ -98,11 +98,15 @@ function planJson(plan: Plan) {
     steps: plan.steps,
     roles: plan.roles,
     warnings: plan.warnings,
+    down: plan.down ?? [],
     fingerprint: plan.fingerprint,
   };
 }
 
-export async function applyCommand(opts: { file?: string; planFile?: string; autoApprove?: boolean; json?: boolean; allowReset?: boolean }, io: Io): Promise<number> {
+export async function applyCommand(
+  opts: { file?: string; planFile?: string; autoApprove?: boolean; json?: boolean; allowReset?: boolean; allowDown?: boolean },
+  io: Io,
+): Promise<number> {
   if (opts.planFile && opts.file) {
     throw new UsageError(`give either a plan file (${opts.planFile}) or -f ${opts.file}, not both: a saved plan already names its spec`);
   }
@@ -120,6 +124,13 @@ export async function applyCommand(opts: { file?: string; planFile?: string; aut
     if (opts.json) io.out(JSON.stringify({ type: 'plan', ...planJson(plan) }));
     else io.out(renderPlan(plan).trimEnd());
     if (plan.steps.length === 0) return EXIT_OK;
+    const down = plan.down ?? [];
+    if (down.length > 0 && !opts.allowDown) {
+      throw new PlanError(
+        `${down.map((d) => `${d.node} is down (${d.reason})`).join('; ')}. The plan's steps leave ${down.length === 1 ? 'it' : 'them'} alone, ` +
+          `but a change made while part of the cluster is away is yours to choose: run again with --allow-down to go ahead without ${down.length === 1 ? 'it' : 'them'}`,
+      );
+    }
 
     // A saved plan was reviewed when it was made; that is terraform's contract too.
     if (!opts.autoApprove && !opts.planFile) {

@@ -56,7 +56,11 @@ Exit codes: 0 ok, 1 error (or unhealthy for status), 2 changes pending (plan --d
     .option('--auto-approve', 'do not ask for confirmation (for scripts and CI)')
     .option('--json', 'print the plan and progress events as JSON lines')
     .option('--allow-reset', 'wipe (FLUSHALL, CLUSTER RESET HARD) a spec node that holds keys or remembers another cluster, instead of refusing it; the plan says what is wiped')
-    .addHelpText('after', '\nExamples:\n  $ rcluster apply -f cluster.yaml\n  $ rcluster apply -f cluster.yaml --auto-approve --json\n  $ rcluster apply -f cluster.yaml --allow-reset   # re-add a host that still holds old data\n  $ rcluster apply plan.json')
+    .option('--allow-down', 'go ahead while spec nodes the cluster can do without are down (their host or the node does not answer); nothing is done to them')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ rcluster apply -f cluster.yaml\n  $ rcluster apply -f cluster.yaml --auto-approve --json\n  $ rcluster apply -f cluster.yaml --allow-reset   # re-add a host that still holds old data\n  $ rcluster apply -f cluster.yaml --allow-down    # add a replica while a failed host is away\n  $ rcluster apply plan.json',
+    )
     .action(async (planFile: string | undefined, o) => setExit(await applyCommand({ ...o, planFile }, io)));
 
   program

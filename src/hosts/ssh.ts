@@ -29,7 +29,7 @@ import { homedir, userInfo, constants as osConstants } from 'node:os';
 import ssh2 from 'ssh2';
 import type { Client as SshClient, ClientChannel, ConnectConfig, SFTPWrapper, Stats } from 'ssh2';
 import pLimit from 'p-limit';
-import { HostError } from '../errors.js';
+import { HostError, HostUnreachableError } from '../errors.js';
 import { sh } from './shell.js';
 import type { SshSettings } from '../spec/types.js';
 import type { HostDriver, RunOptions, RunResult } from './driver.js';
@@ -147,6 +147,7 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
     const username = ssh.user ?? userInfo().username;
     const port = ssh.port ?? 22;
     const fail = (reason: string) => new HostError(host, 'ssh', reason);
+    const unreachable = (reason: string) => new HostUnreachableError(host, 'ssh', reason);
 
     let privateKey: Buffer | undefined;
     if (ssh.identityFile) {
@@ -183,7 +184,7 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
           resolve(conn);
         }
       };
-      const timer = setTimeout(() => settle(fail(`connect timed out after ${seconds(connectTimeoutMs)}`)), connectTimeoutMs);
+      const timer = setTimeout(() => settle(unreachable(`connect timed out after ${seconds(connectTimeoutMs)}`)), connectTimeoutMs);
 
       client.on('ready', () => settle(null));
       client.on('error', (err: Error & { code?: string; level?: string }) => {
@@ -191,13 +192,13 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
         if (hostKeyFailure) return settle(fail(hostKeyFailure));
         switch (err.code) {
           case 'ECONNREFUSED':
-            return settle(fail('connection refused'));
+            return settle(unreachable('connection refused'));
           case 'ETIMEDOUT':
-            return settle(fail(`connect timed out after ${seconds(connectTimeoutMs)}`));
+            return settle(unreachable(`connect timed out after ${seconds(connectTimeoutMs)}`));
           case 'EHOSTUNREACH':
-            return settle(fail('host unreachable'));
+            return settle(unreachable('host unreachable'));
           case 'ENETUNREACH':
-            return settle(fail('network unreachable'));
+            return settle(unreachable('network unreachable'));
           case 'ENOTFOUND':
           case 'EAI_AGAIN':
             return settle(fail(`cannot resolve host name ${host}`));
@@ -205,7 +206,7 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
             return settle(fail('connection reset during the SSH handshake'));
         }
         if (err.level === 'client-timeout') {
-          return settle(fail(`connect timed out after ${seconds(connectTimeoutMs)}`));
+          return settle(unreachable(`connect timed out after ${seconds(connectTimeoutMs)}`));
         }
         if (err.level === 'client-authentication') {
           return settle(fail(`authentication refused for user ${username} (tried: ${tried})`));

@@ -7,7 +7,7 @@ import { connectNode, describeRedisError, splitAddress } from './connect.js';
 import { unlistedNode } from '../spec/normalize.js';
 import { slotList } from '../plan/slots.js';
 import { parseClusterNodes, parseInfo, parseKeyspaceKeys, parseReplication } from './parse.js';
-import { HostError } from '../errors.js';
+import { HostError, HostUnreachableError } from '../errors.js';
 import { readDirective } from '../provision/redisConf.js';
 import { serviceCommands } from '../provision/service.js';
 import { sh } from '../hosts/shell.js';
@@ -48,7 +48,12 @@ export async function inspectCluster(desired: DesiredCluster, opts: InspectOptio
 
 export async function inspectNode(node: DesiredNode, driver?: HostDriver): Promise<LiveNode> {
   const reads = [inspectRedis(node, driver), driver && driver.kind !== 'none' ? readHostFacts(node, driver) : Promise.resolve(undefined)] as const;
-  await Promise.allSettled(reads);
+  const [redis, host] = await Promise.allSettled(reads);
+  // A host that cannot be reached at all is a fact about the cluster (a powered-off machine whose
+  // replica took over), not a failure of the read: the plan decides whether it can do without it.
+  if (host.status === 'rejected' && host.reason instanceof HostUnreachableError && redis.status === 'fulfilled') {
+    return { ...redis.value, hostDown: host.reason.message };
+  }
   const [live, facts] = await Promise.all(reads);
   return facts ? { ...live, facts } : live;
 }
@@ -117,7 +122,14 @@ async function readOnDiskView(node: DesiredNode, driver?: HostDriver): Promise<L
   const path = posix.resolve(node.redis.dataDir, node.redis.clusterConfigFile);
   // A file that exists but cannot be read or parsed is an error: planning the node as fresh
   // would be wrong, and redis itself would refuse to start with it.
-  const text = await driver.readFile(node.host, path);
+  let text: string | null;
+  try {
+    text = await driver.readFile(node.host, path);
+  } catch (err) {
+    // The host read reports it (hostDown); the saved state is simply unknown.
+    if (err instanceof HostUnreachableError) return undefined;
+    throw err;
+  }
   if (text === null) return undefined;
   const lines = text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('vars '));
   try {

@@ -76,6 +76,11 @@ export interface LiveNode {
   onDisk?: { path: string; view: ClusterNodeEntry[] };
   /** What its host says about it (connections local and ssh). */
   facts?: HostFacts;
+  /**
+   * Its host cannot be reached over SSH at all (refused, timed out, no route): why, naming the
+   * host. `facts` is then unknown; the node itself may still answer.
+   */
+  hostDown?: string;
 }
 
 /** A node's files and service, as read through its host. */

@@ -1,6 +1,6 @@
 import { PlanError } from '../errors.js';
 import { pickAnchor } from '../live/anchor.js';
-import { countSlots } from '../live/parse.js';
+import { countSlots, formatRanges } from '../live/parse.js';
 import type { ClusterNodeEntry, LiveCluster, SlotRange } from '../live/types.js';
 import type { DesiredCluster } from '../spec/types.js';
 import { unlistedNode } from '../spec/normalize.js';
@@ -11,7 +11,7 @@ import { nodeState, safeRestart, type NodeState } from './nodeState.js';
 import { planShards } from './shards.js';
 import { SLOT_COUNT, slotList, toRanges } from './slots.js';
 import { solveSlots } from './solver.js';
-import type { NodeRole, Plan, Step } from './types.js';
+import type { DownNode, NodeRole, Plan, Step } from './types.js';
 
 /**
  * diff(desired, live) -> Plan. Pure: the only inputs are the spec and what inspection read.
@@ -56,7 +56,11 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const restarts = hostSteps.filter((h) => h.kind === 'restart_node').sort((a, b) => Number(isReplica(b.node)) - Number(isReplica(a.node)));
 
   const resolve = addressResolver(states);
-  const anchor = pickAnchor(states) as NodeState;
+  const up = states.filter((s) => !s.down);
+  const anchor = pickAnchor(up) as NodeState | undefined;
+  if (!anchor) throw new PlanError(states[0]?.downError ?? 'no node of the spec answers');
+  const down = downNodes(states, anchor, resolve);
+  for (const s of up) if (s.hostDown) warnings.push(`${s.node.address} answers, but its host does not (${s.hostDown}): its config file is not checked this time`);
   const listed = new Set(desired.nodes.map((n) => n.address));
   const extras = live.nodes.filter((n) => !listed.has(n.address));
   const resets = opts.allowReset ? wipeStale(states, anchor, resolve) : [];
@@ -123,6 +127,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     replicaOf,
     inSync: new Set(states.filter((s) => s.live && s.linkUp).map((s) => s.node.address)),
     leaving: new Set(leaving.map((l) => l.address)),
+    down: new Set(down.map((d) => d.node)),
   });
   const slotKeys = new Map<number, number>();
   for (const n of live.nodes) for (const [slot, keys] of n.slotKeys ?? []) if (owner.get(slot) === n.address) slotKeys.set(slot, keys);
@@ -155,14 +160,15 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   // A small cluster is met as a full mesh: it joins in one handshake round instead of several
   // gossip rounds (seconds). A larger one is met by the anchor alone, and gossip spreads it.
   const meshLimit = 32;
-  const inCluster = states.filter((s) => s !== anchor && members.has(s.node.address)).map((s) => s.node.address);
+  const inCluster = up.filter((s) => s !== anchor && members.has(s.node.address)).map((s) => s.node.address);
   const meets: Step[] = toMeet.map((s, i) => ({
     kind: 'meet_node',
     node: s.node.address,
     via: states.length <= meshLimit ? [anchor.node.address, ...inCluster, ...toMeet.slice(0, i).map((m) => m.node.address)] : [anchor.node.address],
   }));
-  const joinPending = toMeet.length > 0 || states.some((s) => s !== anchor && members.has(s.node.address) && !knowsAll(s, states, resolve));
-  const all = desired.nodes.map((n) => n.address);
+  const joinPending = toMeet.length > 0 || up.some((s) => s !== anchor && members.has(s.node.address) && !knowsAll(s, states, resolve));
+  // Waits are on the nodes that answer: a down one is waited for by nobody.
+  const all = up.map((s) => s.node.address);
   const waitJoin: Step[] = joinPending || provisioning ? [{ kind: 'wait_join', nodes: all }] : [];
   const addSlots: Step[] = solved.adds.map((a) => ({ kind: 'add_slots', node: a.node, ranges: a.slots }));
   // Also when a node does not report cluster_state:ok yet (a join still settling): apply ends
@@ -178,7 +184,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   }
 
   // A leaving master's in-sync replica takes its slots over before anything else moves.
-  for (const [master, heir] of shards.heirs) steps.push({ kind: 'failover', node: heir, master });
+  for (const [master, heir] of shards.heirs) steps.push({ kind: 'failover', node: heir, master, ...(shards.swaps.has(master) ? { preferred: true } : {}) });
 
   // Replicas attach before slots move (a drained master loses its replicas first, a new master
   // has its replica as its slots arrive); masters that give all their slots away attach after.
@@ -186,8 +192,11 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const draining = new Set(shards.draining);
   const replicate: Extract<Step, { kind: 'replicate' }>[] = [];
   for (const [replica, master] of shards.replicaOf) {
+    // A down node gets no step; Redis itself makes it a replica when it comes back.
+    if (stateOf.get(replica)?.down) continue;
     const now = replicaOf.get(replica);
-    if (now === master || (now !== undefined && shards.heirs.get(now) === master)) continue;
+    // The failover itself makes a swapped master its heir's replica, and re-points the others.
+    if (now === master || (now !== undefined && shards.heirs.get(now) === master) || shards.swaps.has(replica)) continue;
     const s = stateOf.get(replica);
     const wasMaster = s ? selfOf(s, anchor)?.role === 'master' && claims.has(replica) : false;
     replicate.push({ kind: 'replicate', node: replica, master, ...(now !== undefined || wasMaster ? { resync: true } : {}) });
@@ -205,7 +214,8 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   steps.push(...moves);
   if (moves.length > 0) steps.push({ kind: 'wait_cluster_ok', nodes: all });
   steps.push(...replicate.filter((r) => draining.has(r.node)));
-  if (replicate.length > 0) steps.push({ kind: 'wait_replication', replicas: replicate.map((r) => r.node) });
+  const settlingReplicas = [...replicate.map((r) => r.node), ...shards.swaps];
+  if (settlingReplicas.length > 0) steps.push({ kind: 'wait_replication', replicas: settlingReplicas });
 
   steps.push(...removals(desired, leaving));
   steps.push(...restarts);
@@ -230,6 +240,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     roles: roleList,
     steps,
     warnings,
+    ...(down.length > 0 ? { down } : {}),
     createdAt: now.toISOString(),
   };
 }
@@ -262,6 +273,39 @@ function wipeStale(states: NodeState[], anchor: NodeState, resolve: ReturnType<t
     s.view = me ? [{ ...me, role: 'master', masterId: null, slots: [], migrating: [], importing: [], configEpoch: 0 }] : [];
   }
   return steps;
+}
+
+/**
+ * Spec nodes that cannot be reached at all. A member of the running cluster that holds no slot
+ * (a replica, or a master whose replica took over, as in the runbook's failover test) is shown
+ * and left alone: nothing is planned for it until it answers. One that still owns slots, or one
+ * that is not a member yet, cannot be planned around.
+ */
+function downNodes(states: NodeState[], anchor: NodeState, resolve: ReturnType<typeof addressResolver>): DownNode[] {
+  const out: DownNode[] = [];
+  const running = anchor.live && anchor.view.some((e) => e.slots.length > 0);
+  for (const s of states) {
+    if (!s.down) continue;
+    const seen = running ? anchor.view.find((e) => !e.handshake && !e.myself && resolve(e, anchor) === s.node.address) : undefined;
+    if (!seen) throw new PlanError(s.downError ?? `${s.node.address} is down: ${s.down}`);
+    if (seen.slots.length > 0) {
+      throw new PlanError(
+        `${s.node.address} is down (${s.down}) and still owns slots ${formatRanges(seen.slots)}: no replica has taken them over${seen.fail ? '' : ' (the cluster does not mark it failed yet)'}. ` +
+          `rcluster will not change a cluster whose slots are not all served; start it again, or wait for its replica to take over (cluster-node-timeout)`,
+      );
+    }
+    // What the cluster says of it stands for its own view.
+    s.id = seen.id;
+    s.view = [{ ...seen, myself: true }];
+    const role = seen.role === 'replica' && seen.masterId ? `a replica of ${addressOfEntry(anchor.view, seen.masterId)}` : 'a master without slots (its replica took over)';
+    out.push({ node: s.node.address, reason: s.down, role, failed: seen.fail });
+  }
+  return out;
+}
+
+function addressOfEntry(view: ClusterNodeEntry[], id: string): string {
+  const e = view.find((x) => x.id === id);
+  return e ? `${e.host}:${e.port}` : id.slice(0, 8);
 }
 
 const NUMBER_WORDS: Record<number, string> = { 3: 'three', 4: 'four', 5: 'five', 6: 'six', 7: 'seven', 8: 'eight', 9: 'nine', 10: 'ten' };
@@ -303,8 +347,12 @@ export function selfOf(s: NodeState, anchor: NodeState): ClusterNodeEntry | unde
   if (!seen) return me;
   if (seen.role === 'master' && seen.slots.length === 0 && me.slots.length > 0) {
     const owns = new Set(slotList(me.slots));
-    const heir = anchor.view.find((e) => e.id !== me.id && e.role === 'master' && e.slots.some((r) => owns.has(r.start) || owns.has(r.end)));
-    if (heir) return { ...me, role: 'replica', masterId: heir.id, slots: [] };
+    const heirs = anchor.view.filter((e) => e.id !== me.id && e.role === 'master' && slotList(e.slots).some((slot) => owns.has(slot)));
+    if (heirs.length === 1) return { ...me, role: 'replica', masterId: (heirs[0] as ClusterNodeEntry).id, slots: [] };
+    // Its slots went to several masters since (slots moved while it was down): which of them
+    // Redis makes it follow depends on the order their updates reach it, so the plan does not
+    // guess; it comes back an empty master, and a replicate step gives it its place.
+    if (heirs.length > 1) return { ...me, role: 'master', masterId: null, slots: [] };
   }
   return { ...me, role: seen.role, masterId: seen.masterId, slots: seen.slots };
 }

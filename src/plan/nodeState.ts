@@ -25,10 +25,34 @@ export interface NodeState {
   linkUp?: boolean;
   /** The view is the running node's; otherwise it was read from its saved cluster config file. */
   live: boolean;
+  /**
+   * Why the node cannot be reached at all (its host is down, or with connection none the node
+   * does not answer). A member of the cluster that is down gets no step: the plan shows it and
+   * goes on without it. Anything else that is down cannot be planned (`downError`).
+   */
+  down?: string;
+  /** What to report when a down node turns out not to be a member of the cluster. */
+  downError?: string;
+  /** Its host is unreachable over SSH although the node answers: its config file was not read. */
+  hostDown?: string;
 }
 
 /** A spec node as the plan sees it: its live state, and what its host needs first. */
 export function nodeState(desired: DesiredCluster, node: DesiredNode, live: LiveNode | undefined): NodeState {
+  if (live?.hostDown && !live.reachable) {
+    return { node, view: [], keys: 0, live: false, down: `host down (${live.hostDown.replace(`${node.host}: `, '')})`, downError: live.hostDown };
+  }
+  if (desired.connection === 'none' && live && !live.reachable) {
+    const why = live.error ?? 'it does not answer';
+    return {
+      node,
+      view: [],
+      keys: 0,
+      live: false,
+      down: `does not answer (${why})`,
+      downError: `${node.address}: it does not answer (${why}); with connection: none rcluster manages topology only and cannot start or configure nodes`,
+    };
+  }
   if (live?.unresponsive && !live.reachable) {
     throw new PlanError(
       `${node.address} does not answer: ${live.error} (a stopped node refuses the connection at once). It may be busy, or its host unreachable; ` +
@@ -49,7 +73,21 @@ export function nodeState(desired: DesiredCluster, node: DesiredNode, live: Live
       `${node.address} (redis ${live?.redisVersion ?? '?'}) does not know redis.config ${unknown.map((d) => `"${d}"`).join(', ')}: CONFIG GET returns nothing. A typo would stop the node at its next start.`,
     );
   }
-  const base = { node, keys: live?.keys ?? 0, slotKeys: live?.slotKeys, stateOk: live?.clusterInfo['cluster_state'] === 'ok', linkUp: live?.replication?.masterLinkStatus === 'up', live: Boolean(live?.reachable && live.clusterEnabled) };
+  const base = {
+    node,
+    keys: live?.keys ?? 0,
+    slotKeys: live?.slotKeys,
+    stateOk: live?.clusterInfo['cluster_state'] === 'ok',
+    linkUp: live?.replication?.masterLinkStatus === 'up',
+    live: Boolean(live?.reachable && live.clusterEnabled),
+    ...(live?.hostDown ? { hostDown: live.hostDown } : {}),
+  };
+  if (live?.hostDown) {
+    // The node answers but its host does not: it takes part in topology steps, and its config
+    // file waits (the plan warns). Anything that needs the host cannot be planned.
+    if (!base.live) throw new PlanError(live.hostDown);
+    return { ...base, id: live.id, view: live.view };
+  }
   const config = configChange(desired, node, live);
   if (live?.reachable && live.clusterEnabled) {
     refuseDataMove(node, config, 'a running cluster node');

@@ -20,6 +20,8 @@ export interface ShardInput {
   inSync: Set<string>;
   /** Nodes of the cluster the spec no longer lists. */
   leaving: Set<string>;
+  /** Spec nodes that cannot be reached: never chosen as a new master. */
+  down?: Set<string>;
 }
 
 export interface ShardPlan {
@@ -27,8 +29,13 @@ export interface ShardPlan {
   masters: string[];
   /** Every other spec node -> the master it replicates in the result. */
   replicaOf: Map<string, string>;
-  /** Leaving master -> the replica that takes its slots over (CLUSTER FAILOVER). */
+  /**
+   * Master -> the replica that takes its slots over (CLUSTER FAILOVER): a leaving master's in-sync
+   * replica, or a shard's preferredMaster that is an in-sync replica now.
+   */
   heirs: Map<string, string>;
+  /** The masters of `heirs` that stay in the spec (as their heir's replica): preferredMaster swaps. */
+  swaps: Set<string>;
   /** Masters that end with no slot: leaving ones without an heir, and masters beyond `masters`. */
   draining: string[];
   /** The share of each master of the result: a weight belongs to the shard, not to an address. */
@@ -37,6 +44,7 @@ export interface ShardPlan {
 
 export function planShards(input: ShardInput): ShardPlan {
   const { desired, claims, replicaOf, inSync, leaving } = input;
+  const down = input.down ?? new Set<string>();
   const byAddress = new Map(desired.nodes.map((n) => [n.address, n]));
   const firstSlot = (a: string) => claims.get(a)?.[0]?.start ?? Number.MAX_SAFE_INTEGER;
   const owners = [...claims.keys()].filter((a) => (claims.get(a)?.length ?? 0) > 0).sort((a, b) => firstSlot(a) - firstSlot(b));
@@ -73,8 +81,9 @@ export function planShards(input: ShardInput): ShardPlan {
     // on hosts without a master first.
     const taken = new Set(masters);
     const mastersOn = new Set(masters.map((m) => byAddress.get(m)?.host));
-    const free = interleaveByHost(desired.nodes.filter((n) => !taken.has(n.address) && !replicaOf.has(n.address) && !draining.includes(n.address)));
-    const chosen = [...free.filter((n) => !mastersOn.has(n.host)), ...free.filter((n) => mastersOn.has(n.host))].slice(0, target - masters.length);
+    const free = interleaveByHost(desired.nodes.filter((n) => !taken.has(n.address) && !replicaOf.has(n.address) && !draining.includes(n.address) && !down.has(n.address)));
+    const preferredFirst = [...free.filter((n) => n.preferredMaster), ...free.filter((n) => !n.preferredMaster)];
+    const chosen = [...preferredFirst.filter((n) => !mastersOn.has(n.host)), ...preferredFirst.filter((n) => mastersOn.has(n.host))].slice(0, target - masters.length);
     masters.push(...chosen.map((n) => n.address));
   }
   if (masters.length < target) {
@@ -90,9 +99,40 @@ export function planShards(input: ShardInput): ShardPlan {
   for (const h of heirs.values()) links.delete(h);
   const nodes = desired.nodes.map((n) => ({ address: n.address, host: n.host }));
   const roles = allocateRoles(nodes, target, { masters, replicaOf: links });
+  const swaps = preferredSwaps(desired, roles.masters, roles.replicaOf, replicaOf, inSync, heirs);
 
   const weights = new Map<string, number>();
-  for (const m of masters) weights.set(m, byAddress.get(m)?.weight ?? 1);
+  for (const m of roles.masters) weights.set(m, byAddress.get(m)?.weight ?? 1);
   for (const [r, m] of roles.replicaOf) weights.set(m, Math.max(weights.get(m) ?? 1, byAddress.get(r)?.weight ?? 1));
-  return { masters, replicaOf: roles.replicaOf, heirs, draining, weights };
+  return { masters: roles.masters, replicaOf: roles.replicaOf, heirs, swaps, draining, weights };
+}
+
+/**
+ * A preferredMaster that is an in-sync replica of its shard's master (it came back after a
+ * failover) takes the master role back with a graceful CLUSTER FAILOVER: no slot moves, and the
+ * old master becomes its replica. `masters` and `result` are updated in place; `heirs` gets the swap.
+ */
+function preferredSwaps(
+  desired: DesiredCluster,
+  masters: string[],
+  result: Map<string, string>,
+  live: Map<string, string>,
+  inSync: Set<string>,
+  heirs: Map<string, string>,
+): Set<string> {
+  const swaps = new Set<string>();
+  const preferred = new Set(desired.nodes.filter((n) => n.preferredMaster).map((n) => n.address));
+  for (const r of preferred) {
+    const m = live.get(r);
+    if (!m || result.get(r) !== m || preferred.has(m) || !inSync.has(r) || heirs.has(m)) continue;
+    const i = masters.indexOf(m);
+    if (i < 0) continue;
+    masters[i] = r;
+    result.delete(r);
+    for (const [x, y] of result) if (y === m) result.set(x, r);
+    result.set(m, r);
+    heirs.set(m, r);
+    swaps.add(m);
+  }
+  return swaps;
 }

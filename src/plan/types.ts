@@ -53,8 +53,11 @@ export type Step =
    * source gives away everything it has and must stay a master until it is removed.
    */
   | { kind: 'migrate_slots'; from: string; to: string; slots: SlotRange[]; count: number; keys: number; lastSlots?: boolean }
-  /** A master leaves the spec: its in-sync replica `node` takes its slots over (CLUSTER FAILOVER). */
-  | { kind: 'failover'; node: string; master: string }
+  /**
+   * The in-sync replica `node` takes its master's slots over (CLUSTER FAILOVER): the master leaves
+   * the spec, or (`preferred`) `node` is the shard's preferredMaster and the master stays as its replica.
+   */
+  | { kind: 'failover'; node: string; master: string; preferred?: boolean }
   /**
    * A node that holds keys or remembers another cluster, re-added with --allow-reset: FLUSHALL
    * (a master's keys; a replica's copy goes with the reset) and CLUSTER RESET HARD, so that it
@@ -99,5 +102,18 @@ export interface Plan {
   roles: NodeRole[];
   steps: Step[];
   warnings: string[];
+  /** Spec nodes that cannot be reached: nothing is planned for them; apply needs --allow-down. */
+  down?: DownNode[];
   createdAt: string;
+}
+
+/** A member of the cluster that cannot be reached, as the plan shows it. */
+export interface DownNode {
+  node: string;
+  /** "host down (ssh: connection refused)", "does not answer (connect ECONNREFUSED)". */
+  reason: string;
+  /** What the cluster says it is: "a replica of 127.0.0.1:7002", "a master without slots (…)". */
+  role: string;
+  /** The cluster marks it failed (fail flag), not only suspected. */
+  failed: boolean;
 }

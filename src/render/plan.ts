@@ -15,8 +15,14 @@ export function renderPlan(plan: Plan): string {
   const out: string[] = [];
   for (const w of plan.warnings) out.push(`Warning: ${w}`);
   if (plan.warnings.length > 0) out.push('');
+  const down = plan.down ?? [];
+  for (const d of down) {
+    out.push(`Down: ${d.node}: ${d.reason}; ${d.failed ? 'the cluster marks it failed; ' : ''}it is ${d.role}. Nothing is planned for it; it is read again when it answers.`);
+  }
+  if (down.length > 0) out.push('');
   if (plan.steps.length === 0) {
-    out.push(`No changes. Cluster "${plan.desired.name}" matches the spec (${plan.desired.nodes.length} nodes).`);
+    const downNote = down.length > 0 ? `, ${down.length} of them down` : '';
+    out.push(`No changes. Cluster "${plan.desired.name}" matches the spec (${plan.desired.nodes.length} nodes${downNote}).`);
     return out.join('\n') + '\n';
   }
   out.push(`rcluster will perform the following actions on cluster "${plan.desired.name}" (connection: ${plan.desired.connection}):`, '');
@@ -41,6 +47,7 @@ export function renderPlan(plan: Plan): string {
     if (r.role === 'replica') out.push(`    S ${r.node}  replica of ${r.master}`);
   }
   out.push('', summaryLine(plan));
+  if (down.length > 0) out.push(`Apply goes ahead without ${down.map((d) => d.node).join(', ')} only with --allow-down.`);
   return out.join('\n') + '\n';
 }
 

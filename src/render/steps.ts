@@ -36,7 +36,9 @@ export function describeStep(step: Step): string {
     case 'migrate_slots':
       return `move ${step.count} slot(s) (~${formatCount(step.keys)} keys) ${step.from} → ${step.to}${step.lastSlots ? ` (its last slots; ${step.from} stays a master until it is removed)` : ''}`;
     case 'failover':
-      return `${step.node} takes over the slots of ${step.master} (CLUSTER FAILOVER), which leaves the spec`;
+      return step.preferred
+        ? `${step.node} takes its shard's master role back from ${step.master} (CLUSTER FAILOVER; it is preferredMaster), and ${step.master} becomes its replica`
+        : `${step.node} takes over the slots of ${step.master} (CLUSTER FAILOVER), which leaves the spec`;
     case 'reset_node': {
       const what = [
         `FLUSHALL (${step.keys < 0 ? 'whatever keys it loads when it starts' : `${formatCount(step.keys)} key(s)`})`,
@@ -75,7 +77,7 @@ const PHASE_TITLES: Record<StepKind, (n: number) => string> = {
   wait_replication: () => 'Wait for replicas to sync',
   finish_migration: (n) => `Finish ${n} interrupted slot migration(s)`,
   migrate_slots: (n) => `Move slots between ${n} pair(s) of masters`,
-  failover: (n) => `Fail over ${n} leaving master(s) to their replicas`,
+  failover: (n) => `Fail over ${n} master(s) to their replicas`,
   reset_node: (n) => `Wipe ${n} node(s) re-added with --allow-reset`,
   forget_node: (n) => `Forget ${n} node(s)`,
   remove_node: (n) => `Reset and stop ${n} removed node(s)`,

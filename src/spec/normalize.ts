@@ -50,13 +50,14 @@ export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
   };
 
   const nodes = raw.nodes.map((item): DesiredNode => {
-    const { host, port, weight, ssh } =
-      typeof item === 'string' ? { ...(parseAddress(item) as { host: string; port: number }), weight: undefined, ssh: undefined } : item;
+    const { host, port, weight, ssh, preferredMaster } =
+      typeof item === 'string' ? { ...(parseAddress(item) as { host: string; port: number }), weight: undefined, ssh: undefined, preferredMaster: undefined } : item;
     return {
       host,
       port,
       address: `${host}:${port}`,
       weight: weight ?? 1,
+      ...(preferredMaster ? { preferredMaster: true } : {}),
       ssh: mergeSsh(clusterSsh, ssh, dir),
       redis: nodeRedis(redis, host, port, connection, dir),
     };

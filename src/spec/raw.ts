@@ -28,6 +28,7 @@ export interface RawNode {
   host: string;
   port: number;
   weight?: number;
+  preferredMaster?: boolean;
   ssh?: RawSsh;
 }
 

@@ -35,6 +35,11 @@ export interface DesiredNode {
   address: string;
   /** Relative share of slots when the node is a master. */
   weight: number;
+  /**
+   * The shard's master of choice: picked first as a master, and when it is an in-sync replica
+   * (after its host failed and came back), the plan proposes a graceful CLUSTER FAILOVER back to it.
+   */
+  preferredMaster?: boolean;
   /** SSH settings after per-node overrides. */
   ssh: SshSettings;
   redis: NodeRedisSettings;

@@ -1,7 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/apply/wait.js';
 import { startTestHosts, type Harness } from '../harness/index.js';
 import { harnessSpec, RUNBOOK_REDIS } from '../harness/spec.js';
 import { rcluster, redisCli, withNode } from '../integration/support.js';
@@ -153,6 +155,70 @@ describe("the runbook's create over SSH, on six fresh hosts", () => {
     expect(status.code).toBe(0);
     expect(await redisCli(['-c', '-h', addr(53), '-p', String(portOf(53)), 'get', 'seed']).then((r) => r.out.trim())).toBe('ok');
     expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
+  });
+
+  it("the runbook's failover test: a master's host goes down, its replica takes over, the plan proposes nothing; back up, it rejoins as a replica", { timeout: 120_000 }, async () => {
+    const roles = await Promise.all(HOSTS.map(async (n) => ({ n, info: await withNodeAt(n, (r) => r.info('replication')) })));
+    const master = roles.find((x) => /role:master/.test(x.info))!.n;
+    const replica = roles.find((x) => new RegExp(`master_port:${portOf(master)}\\b`).test(x.info))!.n;
+    const client = new Cluster([{ host: addr(replica), port: portOf(replica) }], { maxRedirections: 64, retryDelayOnTryAgain: 20, retryDelayOnClusterDown: 50, clusterRetryStrategy: () => 50 });
+    client.on('error', () => {});
+    let stop = false;
+    const acked: string[] = [];
+    const writer = (async () => {
+      for (let i = 0; !stop; i++) {
+        try {
+          await client.set(`fo:${i}`, String(i));
+          acked.push(`fo:${i}`);
+        } catch {
+          // The dead master's slots refuse writes until the failover: not acknowledged.
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      }
+    })();
+    try {
+      // As in the runbook (redis-cli shutdown), then the whole host goes away, sshd included.
+      await h.stopHost(master, { graceful: true });
+      await waitFor('the replica to take over', async () => (/role:master/.test(await withNodeAt(replica, (r) => r.info('replication'))) ? true : 'not yet'), { timeoutMs: 60_000, intervalMs: 200 });
+      // As the runbook checks with redis-trib info: every node that is up serves again.
+      const up = HOSTS.filter((n) => n !== master);
+      await waitFor(
+        'every node that is up to report cluster_state:ok',
+        async () => ((await Promise.all(up.map((n) => withNodeAt(n, (r) => r.call('CLUSTER', 'INFO'))))).every((i) => String(i).includes('cluster_state:ok')) ? true : 'not yet'),
+        { timeoutMs: 30_000, intervalMs: 200 },
+      );
+
+      const plan = await rcluster('plan', '-f', file, '--detailed-exitcode');
+      expect(plan.err).toBe('');
+      // The whole output on failure: what the plan proposed instead.
+      expect({ code: plan.code, out: plan.out }).toEqual({ code: 0, out: expect.stringContaining('No changes.') as unknown });
+      expect(plan.out).toContain(`Down: ${addr(master)}:${portOf(master)}: host down (ssh: connection refused); the cluster marks it failed; it is a master without slots (its replica took over).`);
+      expect(plan.out).toContain('No changes. Cluster "seed-e2e" matches the spec (6 nodes, 1 of them down).');
+
+      // The host boots; its redis starts from its init script, as in the runbook.
+      await h.startHost(master);
+      await waitFor(
+        'the old master to rejoin as a replica',
+        async () => {
+          const info = await withNodeAt(master, (r) => r.info('replication')).catch(() => '');
+          return /role:slave/.test(info) && /master_link_status:up/.test(info) ? true : 'not yet';
+        },
+        { timeoutMs: 60_000, intervalMs: 200 },
+      );
+      await waitFor('every node to agree', async () => ((await rcluster('plan', '-f', file, '--detailed-exitcode')).code === 0 ? true : 'plan not empty yet'), { timeoutMs: 30_000, intervalMs: 500 });
+      const empty = await rcluster('plan', '-f', file, '--detailed-exitcode');
+      expect(empty.out).toContain('No changes. Cluster "seed-e2e" matches the spec (6 nodes).');
+    } finally {
+      stop = true;
+      await writer;
+    }
+    try {
+      expect(acked.length).toBeGreaterThan(50);
+      const values = await Promise.all(acked.map((k) => client.get(k)));
+      expect(values.filter((v, i) => v !== acked[i]?.slice(3))).toEqual([]);
+    } finally {
+      client.disconnect();
+    }
   });
 
   function withNodeAt<T>(n: number, fn: Parameters<typeof withNode<T>>[1]): Promise<T> {

@@ -351,11 +351,10 @@ describe('computePlan: what it refuses', () => {
     );
   });
 
-  it('connection none with an unreachable node: PlanError naming the node', () => {
-    const members = healthyMembers(A).map((m): Member => (m.address === N5 ? { ...m, failed: true, notInspected: true } : m));
-    const live = joinedCluster(members, [unreachableNode(N5, 'connect ETIMEDOUT')]);
-    const err = planError(spec(A, { connection: 'none' }), live);
-    expect(err.message).toContain(N5);
+  it('connection none with an unreachable node that is not a member: PlanError naming the node', () => {
+    const live = joinedCluster(healthyMembers(A), [unreachableNode(N7, 'connect ETIMEDOUT')]);
+    const err = planError(spec([...A, N7], { connection: 'none', masters: 3 }), live);
+    expect(err.message).toContain(N7);
     expect(err.message).toContain('connect ETIMEDOUT');
     expect(err.message).toContain('connection: none');
   });
@@ -426,6 +425,109 @@ describe('computePlan: what it refuses', () => {
     ]);
     // N1 keeps the slot of rounding (it already holds more than its share): 9001 - 5462 move.
     expect(stepsOf(plan, 'migrate_slots').map((s) => [s.from, s.to, s.count])).toEqual([[N1, N3, 3539]]);
+  });
+});
+
+describe('computePlan: nodes that are down (the runbook\'s failover test)', () => {
+  // N1 was the master of 0-5460; it went down and its replica N4 took over.
+  const afterFailover = (extra: Member[] = []): LiveCluster =>
+    joinedCluster([
+      { address: N1, slots: [], failed: true, notInspected: true },
+      { address: N2, slots: [CREATE_RANGES[1]!] },
+      { address: N3, slots: [CREATE_RANGES[2]!] },
+      { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
+      { address: N5, master: N2 },
+      { address: N6, master: N3 },
+      ...extra,
+    ]);
+  const hostDown = (address: string): LiveCluster['nodes'][number] => ({
+    ...unreachableNode(address, 'the connection timed out'),
+    unresponsive: true,
+    hostDown: `${address.split(':')[0]}: ssh: connection refused`,
+  });
+
+  it('a master whose host is down after its replica took over: no step, the node is shown down', () => {
+    const live = afterFailover();
+    const plan = computePlan(spec(A, { connection: 'ssh' }), { nodes: [hostDown(N1), ...live.nodes] }, NOW);
+    expect(plan.steps).toEqual([]);
+    expect(plan.down).toEqual([{ node: N1, reason: 'host down (ssh: connection refused)', role: 'a master without slots (its replica took over)', failed: true }]);
+    expect(masters(plan).map((m) => m.node)).toEqual([N4, N2, N3]);
+    const text = renderPlan(plan);
+    expect(text).toContain(`Down: ${N1}: host down (ssh: connection refused); the cluster marks it failed; it is a master without slots (its replica took over). Nothing is planned for it`);
+    expect(text).toContain('No changes. Cluster "unit" matches the spec (6 nodes, 1 of them down).');
+  });
+
+  it('connection none: a member that does not answer is down, and the plan is empty', () => {
+    const live = afterFailover();
+    const plan = computePlan(spec(A, { connection: 'none' }), { nodes: [unreachableNode(N1, 'connection refused'), ...live.nodes] }, NOW);
+    expect(plan.steps).toEqual([]);
+    expect(plan.down?.map((d) => d.node)).toEqual([N1]);
+  });
+
+  it('a down replica stays a replica; a change elsewhere is planned without touching it', () => {
+    const members = healthyMembers(A).map((m): Member => (m.address === N5 ? { ...m, failed: true, notInspected: true } : m));
+    const live = joinedCluster(members, [unreachableNode(N5, 'connection refused'), freshNode(N7)]);
+    const plan = computePlan(spec([...A, N7], { connection: 'none', masters: 3 }), live, NOW);
+    expect(plan.down).toEqual([{ node: N5, reason: 'does not answer (connection refused)', role: `a replica of ${N2}`, failed: true }]);
+    expect(kinds(plan)).toEqual(['meet_node', 'wait_join', 'wait_cluster_ok', 'replicate', 'wait_replication']);
+    for (const step of plan.steps) expect(JSON.stringify(step)).not.toContain(N5);
+    expect(renderPlan(plan)).toContain(`Apply goes ahead without ${N5} only with --allow-down.`);
+  });
+
+  it('a down node never becomes a new master', () => {
+    const live = afterFailover();
+    const plan = computePlan(spec([...A, N7], { connection: 'none', masters: 4 }), { nodes: [unreachableNode(N1, 'connection refused'), ...live.nodes, freshNode(N7)] }, NOW);
+    expect(masters(plan).map((m) => m.node)).toContain(N7);
+    expect(masters(plan).map((m) => m.node)).not.toContain(N1);
+  });
+
+  it('a down master that still owns slots (no replica took over yet): PlanError saying so', () => {
+    const members = healthyMembers(A).map((m): Member => (m.address === N1 ? { ...m, notInspected: true } : m));
+    const live = joinedCluster(members, [unreachableNode(N1, 'connection refused')]);
+    const err = planError(spec(A, { connection: 'none' }), live);
+    expect(err.message).toBe(
+      `${N1} is down (does not answer (connection refused)) and still owns slots 0-5460: no replica has taken them over (the cluster does not mark it failed yet). ` +
+        'rcluster will not change a cluster whose slots are not all served; start it again, or wait for its replica to take over (cluster-node-timeout)',
+    );
+  });
+
+  it('a host that is down before the cluster exists: the SSH error, as it is', () => {
+    const live: LiveCluster = { nodes: [hostDown(N1), ...A.slice(1).map((a) => freshNode(a))] };
+    const err = planError(spec(A, { connection: 'ssh' }), live);
+    expect(err.message).toBe('127.0.0.1: ssh: connection refused');
+  });
+
+  it('preferredMaster: back in sync as a replica, it takes its master role back by a graceful failover; no slot moves', () => {
+    const text = ['name: unit', 'connection: local', 'replicasPerMaster: 1', 'nodes:', `  - { host: 127.0.0.1, port: 7001, preferredMaster: true }`, ...A.slice(1).map((a) => `  - ${a}`)].join('\n');
+    const back = joinedCluster([
+      { address: N1, master: N4 },
+      { address: N2, slots: [CREATE_RANGES[1]!] },
+      { address: N3, slots: [CREATE_RANGES[2]!] },
+      { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
+      { address: N5, master: N2 },
+      { address: N6, master: N3 },
+    ]);
+    const plan = computePlan(specFrom(text + '\n'), back, NOW);
+    expect(plan.steps).toEqual([
+      { kind: 'failover', node: N1, master: N4, preferred: true },
+      { kind: 'wait_replication', replicas: [N4] },
+    ]);
+    expect(masters(plan)).toEqual([
+      { node: N1, slots: [CREATE_RANGES[0]] },
+      { node: N2, slots: [CREATE_RANGES[1]] },
+      { node: N3, slots: [CREATE_RANGES[2]] },
+    ]);
+    expect(replicaPairs(plan)).toContainEqual([N4, N1]);
+    expect(renderPlan(plan)).toContain(`~ ${N1} takes its shard's master role back from ${N4} (CLUSTER FAILOVER; it is preferredMaster), and ${N4} becomes its replica`);
+    // Not in sync: nothing proposed.
+    const unsynced: LiveCluster = { nodes: back.nodes.map((n) => (n.address === N1 ? { ...n, replication: { ...n.replication!, masterLinkStatus: 'down' } } : n)) };
+    expect(computePlan(specFrom(text + '\n'), unsynced, NOW).steps).toEqual([]);
+  });
+
+  it('preferredMaster on a create: that node is among the masters', () => {
+    const text = ['name: unit', 'connection: local', 'replicasPerMaster: 1', 'nodes:', ...A.slice(0, 5).map((a) => `  - ${a}`), `  - { host: 127.0.0.1, port: 7006, preferredMaster: true }`].join('\n');
+    const plan = computePlan(specFrom(text + '\n'), { nodes: A.map((a) => unreachableNode(a)) }, NOW);
+    expect(masters(plan).map((m) => m.node)).toContain(N6);
   });
 });
 

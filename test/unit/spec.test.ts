@@ -34,7 +34,7 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ['negative replicasPerMaster', `name: x\nreplicasPerMaster: -1\n${SIX}`, 2, 20, '"replicasPerMaster" must be an integer of at least 0 (got -1)'],
     ['unknown top-level key', `name: x\nreplicas: 1\n${SIX}`, 2, 1, 'unknown key "replicas" (allowed: name, connection, ssh, redis, replicasPerMaster, masters, nodes)'],
     ['unknown key inside redis', `name: x\nredis:\n  nodeTimeout: 5000\n  maxmemory: 1gb\n${SIX}`, 4, 3, 'unknown key "maxmemory" in redis (allowed: configFile,'],
-    ['unknown key in a node object', `name: x\nnodes:\n  - { host: 127.0.0.1, port: 7001, wieght: 2 }\n${nodeLines(5, 7002)}\n`, 3, 36, 'unknown key "wieght" in nodes[0]; did you mean "weight"? (allowed: host, port, weight, ssh)'],
+    ['unknown key in a node object', `name: x\nnodes:\n  - { host: 127.0.0.1, port: 7001, wieght: 2 }\n${nodeLines(5, 7002)}\n`, 3, 36, 'unknown key "wieght" in nodes[0]; did you mean "weight"? (allowed: host, port, weight, preferredMaster, ssh)'],
     ['unknown key in a node ssh', `name: x\nnodes:\n  - host: 127.0.0.1\n    port: 7001\n    ssh: { usr: a }\n${nodeLines(5, 7002)}\n`, 5, 12, 'unknown key "usr" in nodes[0].ssh; did you mean "user"? (allowed: user, port, identityFile)'],
     ['bad connection', `name: x\nconnection: telnet\n${SIX}`, 2, 13, 'connection must be one of: ssh, local, none (got "telnet")'],
     ['bad hostKeyPolicy', `name: x\nssh:\n  hostKeyPolicy: yolo\n${SIX}`, 3, 18, 'hostKeyPolicy must be one of: strict, accept-new'],

@@ -1,0 +1,148 @@
+import { writeFileSync } from 'node:fs';
+import { Cluster } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/apply/wait.js';
+import { badKeys, loadKeys } from '../support/keys.js';
+import { localSpec, ports, rcluster, redisCli, withNode } from './support.js';
+
+// The runbook's failover test on local processes: a master is shut down, its replica takes over,
+// and the plan sees a healthy shard with one node down, not drift. The node comes back as a
+// replica; with preferredMaster it takes its role back by a graceful failover.
+const PORTS = ports(7631, 6);
+const [P1, P2, P3, P4] = PORTS as [number, number, number, number];
+const addr = (p: number) => `127.0.0.1:${p}`;
+const KEYS = 20_000;
+const local = localSpec('itest-failover', PORTS);
+// The same cluster seen by an operator who manages topology only: connection none.
+const noneFile = local.file.replace(/cluster\.yaml$/, 'none.yaml');
+
+function writeSpecs(opts: { weightOfP2?: number; preferP1?: boolean } = {}): void {
+  const node = (p: number) => {
+    const fields = [`host: 127.0.0.1`, `port: ${p}`];
+    if (p === P2 && opts.weightOfP2) fields.push(`weight: ${opts.weightOfP2}`);
+    if (p === P1 && opts.preferP1) fields.push('preferredMaster: true');
+    return `  - { ${fields.join(', ')} }`;
+  };
+  const body = ['replicasPerMaster: 1', 'masters: 3', 'redis:', '  nodeTimeout: 2000', 'nodes:', ...PORTS.map(node), ''];
+  writeFileSync(local.file, ['name: itest-failover', 'connection: local', ...body].join('\n'));
+  writeFileSync(noneFile, ['name: itest-failover', 'connection: none', ...body].join('\n'));
+}
+
+async function roleOf(port: number): Promise<string> {
+  return /role:(\w+)/.exec(await withNode(port, (r) => r.info('replication')))?.[1] ?? '?';
+}
+
+/** Writes through a cluster client until stopped; returns the keys whose write was acknowledged. */
+function clientWriting(): { stop: () => Promise<string[]>; client: Cluster } {
+  const client = new Cluster([{ host: '127.0.0.1', port: P2 }], { maxRedirections: 64, retryDelayOnTryAgain: 20, retryDelayOnClusterDown: 50, clusterRetryStrategy: () => 50 });
+  client.on('error', () => {});
+  let stopped = false;
+  const acked: string[] = [];
+  const loop = (async () => {
+    for (let i = 0; !stopped; i++) {
+      try {
+        await client.set(`fo:${i}`, String(i));
+        acked.push(`fo:${i}`);
+      } catch {
+        // The dead master's slots refuse writes until its replica takes over: not acknowledged,
+        // so not counted. Redis' own failover time, not rcluster's.
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+  })();
+  return {
+    client,
+    stop: async () => {
+      stopped = true;
+      await loop;
+      return acked;
+    },
+  };
+}
+
+describe("the runbook's failover test: a master goes down, its replica takes over", () => {
+  beforeAll(async () => {
+    writeSpecs();
+    const r = await rcluster('apply', '-f', local.file, '--auto-approve');
+    expect(r.code).toBe(0);
+    await loadKeys(addr(P1), KEYS);
+  });
+
+  afterAll(async () => {
+    await rcluster('destroy', '-f', local.file, '--auto-approve');
+    local.cleanup();
+  });
+
+  it('shut a master down, its replica takes over; the plan shows the node down and no change; --allow-down gates other changes; it rejoins as a replica; preferredMaster takes it back', async () => {
+    const writer = clientWriting();
+    try {
+      expect(await roleOf(P1)).toBe('master');
+      expect(await roleOf(P4)).toBe('slave');
+      // As in the runbook: redis-cli shutdown on the master (it waits for its replica to catch up).
+      await redisCli(['-p', String(P1), 'shutdown']);
+      await waitFor('the replica to take over', async () => ((await roleOf(P4)) === 'master' ? true : 'not yet'), { timeoutMs: 30_000, intervalMs: 100 });
+
+      // Topology-only view: the node is down, its shard is served; nothing to do.
+      const plan = await rcluster('plan', '-f', noneFile, '--detailed-exitcode');
+      expect(plan.err).toBe('');
+      expect(plan.code).toBe(0);
+      expect(plan.out).toContain(`Down: ${addr(P1)}: does not answer (connection refused); the cluster marks it failed; it is a master without slots (its replica took over).`);
+      expect(plan.out).toContain('No changes. Cluster "itest-failover" matches the spec (6 nodes, 1 of them down).');
+      const json = JSON.parse((await rcluster('plan', '-f', noneFile, '--json')).out) as { steps: unknown[]; down: { node: string }[] };
+      expect(json.steps).toEqual([]);
+      expect(json.down.map((d) => d.node)).toEqual([addr(P1)]);
+
+      // Another change while it is away: planned without it, applied only with --allow-down.
+      writeSpecs({ weightOfP2: 2 });
+      const refused = await rcluster('apply', '-f', noneFile, '--auto-approve');
+      expect(refused.code).toBe(1);
+      expect(refused.err).toContain(`${addr(P1)} is down (does not answer (connection refused))`);
+      expect(refused.err).toContain('--allow-down');
+      expect(refused.out).toContain('move ');
+      const owners = String(await withNode(P2, (r) => r.call('CLUSTER', 'NODES')));
+      expect(owners).toMatch(new RegExp(`:${P2}@\\d+ myself,master - \\d+ \\d+ \\d+ connected 5461-10922\\n`));
+      const allowed = await rcluster('apply', '-f', noneFile, '--auto-approve', '--allow-down');
+      expect(allowed.err).toBe('');
+      expect(allowed.code).toBe(0);
+      const after = await rcluster('plan', '-f', noneFile, '--detailed-exitcode');
+      expect(after.code).toBe(0);
+      expect(after.out).toContain('No changes.');
+
+      // With connection local rcluster starts it again. Its old slots went to two masters while
+      // it was away (the weight change), so which one Redis makes it follow is not certain: the
+      // plan gives it its place explicitly, and touches nothing else.
+      const start = await rcluster('plan', '-f', local.file);
+      expect(start.out).toContain(`+ start ${addr(P1)}`);
+      expect(start.out.match(/make .* a replica of .*/g)).toEqual([`make ${addr(P1)} a replica of ${addr(P4)}`]);
+      expect(start.out).not.toMatch(/move |CLUSTER FAILOVER/);
+      expect((await rcluster('apply', '-f', local.file, '--auto-approve')).code).toBe(0);
+      expect(await roleOf(P1)).toBe('slave');
+      const empty = await rcluster('plan', '-f', local.file, '--detailed-exitcode');
+      expect(empty.out).toContain('No changes.');
+      expect(empty.code).toBe(0);
+
+      // preferredMaster: a graceful failover back, no slot moves.
+      writeSpecs({ weightOfP2: 2, preferP1: true });
+      const back = await rcluster('plan', '-f', local.file);
+      expect(back.out).toContain(`~ ${addr(P1)} takes its shard's master role back from ${addr(P4)} (CLUSTER FAILOVER; it is preferredMaster)`);
+      expect(back.out).not.toContain('move ');
+      expect((await rcluster('apply', '-f', local.file, '--auto-approve')).code).toBe(0);
+      expect(await roleOf(P1)).toBe('master');
+      expect(await roleOf(P4)).toBe('slave');
+      expect((await rcluster('plan', '-f', local.file, '--detailed-exitcode')).code).toBe(0);
+    } finally {
+      const acked = await writer.stop();
+      try {
+        expect(acked.length).toBeGreaterThan(50);
+        const values = await Promise.all(acked.map((k) => writer.client.get(k)));
+        expect(values.filter((v, i) => v !== acked[i]?.slice(3))).toEqual([]);
+      } finally {
+        writer.client.disconnect();
+      }
+    }
+    expect(await badKeys(addr(P2), KEYS)).toEqual([]);
+    const check = await redisCli(['--cluster', 'check', addr(P2)]);
+    expect(check.out).toContain('[OK] All 16384 slots covered.');
+    expect(check.out).not.toMatch(/\[WARNING\]|\[ERR\]/);
+  });
+});
