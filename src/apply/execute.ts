@@ -42,6 +42,11 @@ export interface ApplyDeps {
   waitTimeoutMs?: number;
   /** The slot-migration strategy (the classic MIGRATE engine unless given). */
   migrator?: (pool: NodePool) => SlotMigrator;
+  /**
+   * Called before each step starts: rejects when the cluster lock is no longer ours (another
+   * apply took it over with --force-unlock), so that two applies never change a cluster at once.
+   */
+  checkLock?: () => Promise<void>;
 }
 
 /**
@@ -127,6 +132,7 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
           const t0 = Date.now();
           emit({ type: 'step_start', phase: pi, index, title });
           try {
+            await deps.checkLock?.();
             // At most a few frames a second: thousands of slot rounds must not flood a log.
             let shown = 0;
             const pair = 'from' in step && 'to' in step ? `${step.from} → ${step.to}` : step.kind;

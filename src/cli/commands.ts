@@ -19,6 +19,7 @@ import { confirm } from './confirm.js';
 import { driverFor } from './drivers.js';
 import { destroyLocal, planDestroy, renderDestroy } from './destroy.js';
 import type { Io } from './io.js';
+import { withClusterLock, type ClusterLock } from './clusterLock.js';
 import { withLocalLock } from './lock.js';
 
 export const EXIT_OK = 0;
@@ -104,7 +105,7 @@ function planJson(plan: Plan) {
 }
 
 export async function applyCommand(
-  opts: { file?: string; planFile?: string; autoApprove?: boolean; json?: boolean; allowReset?: boolean; allowDown?: boolean },
+  opts: { file?: string; planFile?: string; autoApprove?: boolean; json?: boolean; allowReset?: boolean; allowDown?: boolean; forceUnlock?: string },
   io: Io,
 ): Promise<number> {
   if (opts.planFile && opts.file) {
@@ -112,46 +113,54 @@ export async function applyCommand(
   }
   const saved = opts.planFile ? await readPlanFile(opts.planFile) : undefined;
   const desired = saved?.desired ?? (await loadDesired(opts.file ?? 'cluster.yaml', io));
-  // Held from planning to the last step, so that no other apply plans against a moving cluster.
-  return withLocalLock(desired, async () => {
-    let plan: Plan;
-    if (saved && opts.planFile) {
-      plan = saved;
-      await refuseStalePlan(plan, opts.planFile);
-    } else {
-      plan = await planFor(desired, opts);
-    }
-    if (opts.json) io.out(JSON.stringify({ type: 'plan', ...planJson(plan) }));
-    else io.out(renderPlan(plan).trimEnd());
-    if (plan.steps.length === 0) return EXIT_OK;
-    const down = plan.down ?? [];
-    if (down.length > 0 && !opts.allowDown) {
-      throw new PlanError(
-        `${down.map((d) => `${d.node} is down (${d.reason})`).join('; ')}. The plan's steps leave ${down.length === 1 ? 'it' : 'them'} alone, ` +
-          `but a change made while part of the cluster is away is yours to choose: run again with --allow-down to go ahead without ${down.length === 1 ? 'it' : 'them'}`,
-      );
-    }
-
-    // A saved plan was reviewed when it was made; that is terraform's contract too.
-    if (!opts.autoApprove && !opts.planFile) {
-      const ok = await confirm(io);
-      if (!ok) {
-        io.err('Apply cancelled.');
-        return EXIT_ERROR;
-      }
-    }
-    await runPlan(plan, opts, io);
-    return EXIT_OK;
-  });
+  // Before the lock: taking it is the first contact with the nodes.
+  await checkLocalFiles(desired);
+  // Held from planning to the last step, so that no other apply plans against a moving cluster:
+  // a file for local clusters (it guards starting processes, before any node answers), and the
+  // nodes' own lock for every connection (it works from any machine).
+  return withLocalLock(desired, () => withClusterLock(desired, { forceUnlock: opts.forceUnlock }, (lock) => applyLocked(desired, saved, opts, io, lock)));
 }
 
-async function runPlan(plan: Plan, opts: { file?: string; planFile?: string; json?: boolean }, io: Io): Promise<void> {
+type ApplyOptions = Parameters<typeof applyCommand>[0];
+
+async function applyLocked(desired: DesiredCluster, saved: Plan | undefined, opts: ApplyOptions, io: Io, lock: ClusterLock): Promise<number> {
+  let plan: Plan;
+  if (saved && opts.planFile) {
+    plan = saved;
+    await refuseStalePlan(plan, opts.planFile);
+  } else {
+    plan = await planFor(desired, opts);
+  }
+  if (opts.json) io.out(JSON.stringify({ type: 'plan', ...planJson(plan) }));
+  else io.out(renderPlan(plan).trimEnd());
+  if (plan.steps.length === 0) return EXIT_OK;
+  const down = plan.down ?? [];
+  if (down.length > 0 && !opts.allowDown) {
+    throw new PlanError(
+      `${down.map((d) => `${d.node} is down (${d.reason})`).join('; ')}. The plan's steps leave ${down.length === 1 ? 'it' : 'them'} alone, ` +
+        `but a change made while part of the cluster is away is yours to choose: run again with --allow-down to go ahead without ${down.length === 1 ? 'it' : 'them'}`,
+    );
+  }
+
+  // A saved plan was reviewed when it was made; that is terraform's contract too.
+  if (!opts.autoApprove && !opts.planFile) {
+    const ok = await confirm(io);
+    if (!ok) {
+      io.err('Apply cancelled.');
+      return EXIT_ERROR;
+    }
+  }
+  await runPlan(plan, opts, io, lock);
+  return EXIT_OK;
+}
+
+async function runPlan(plan: Plan, opts: { file?: string; planFile?: string; json?: boolean }, io: Io, lock: ClusterLock): Promise<void> {
   const leaving = plan.steps.flatMap((s) => (s.kind === 'remove_node' ? [splitAddress(s.node).host] : []));
   const driver = driverFor(plan.desired, leaving);
   const view = opts.json ? jsonProgress((l) => io.out(l)) : listrProgress(phasesOf(plan));
   const started = Date.now();
   try {
-    await executePlan(plan, { driver }, (e) => view.emit(e));
+    await executePlan(plan, { driver, checkLock: lock.check }, (e) => view.emit(e));
   } catch (err) {
     await view.finish();
     if (err instanceof ApplyError) {

