@@ -11,7 +11,8 @@ import type { ConfEdit } from '../provision/redisConf.js';
 import { SLOT_COUNT } from '../plan/slots.js';
 import { describeStep, phaseTitle } from '../render/steps.js';
 import { provisionSshNode, restartNode, runningIdentity, setConfigLive, startLocalNode, stopNode } from './nodes.js';
-import { ClassicMigrator, type MigrationProgress, type SlotMigrator } from './migrate.js';
+import { ClassicMigrator, DEFAULT_MIGRATE_OPTIONS, type MigrateOptions, type MigrationProgress, type SlotMigrator } from './migrate.js';
+import { dataTimeoutMs, DEFAULT_TIMEOUTS, type Timeouts } from '../spec/types.js';
 import { serviceCommands } from '../provision/service.js';
 import { slotList } from '../plan/slots.js';
 import { NodePool } from './pool.js';
@@ -92,20 +93,24 @@ export function phasesOf(plan: Plan): Phase[] {
  * On failure, throws ApplyError naming the failed step and every step already done.
  */
 export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEvent) => void): Promise<void> {
-  const pool = new NodePool();
+  // Plan files written before timeouts existed carry none: the defaults.
+  const timeouts: Timeouts = { ...DEFAULT_TIMEOUTS, ...plan.desired.timeouts };
+  const pool = new NodePool({ commandTimeoutMs: timeouts.commandMs });
   // Migrations get connections of their own: a MIGRATE of a large batch, or of one large key,
-  // legitimately takes longer than the 10 s any other command is allowed; MIGRATE's own I/O
-  // timeout bounds it.
+  // legitimately takes longer than any other command is allowed; MIGRATE's own I/O timeout
+  // (scaled to the batch's bytes) bounds it.
   const migrationPool = new NodePool({ commandTimeoutMs: 10 * 60_000 });
+  const migrateOptions: MigrateOptions = { ...DEFAULT_MIGRATE_OPTIONS, migrateTimeoutMs: timeouts.commandMs, bytesPerSecond: timeouts.transferRate * 1_000_000 };
   const done: { index: number; title: string; kind: StepKind }[] = [];
   const ctx: StepContext = {
     plan,
     deps,
     pool,
-    migrator: deps.migrator?.(migrationPool) ?? new ClassicMigrator(migrationPool),
+    migrator: deps.migrator?.(migrationPool) ?? new ClassicMigrator(migrationPool, migrateOptions),
     ids: new Map(),
     assigned: new Map(),
-    waitTimeoutMs: deps.waitTimeoutMs ?? 60_000,
+    waitTimeoutMs: deps.waitTimeoutMs ?? timeouts.waitMs,
+    timeouts,
   };
   try {
     const phases = phasesOf(plan);
@@ -174,6 +179,7 @@ interface StepContext {
   /** Slots this apply gave to each master, so that waiting can tell the other nodes directly. */
   assigned: Map<string, SlotRange[]>;
   waitTimeoutMs: number;
+  timeouts: Timeouts;
 }
 
 async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProgress) => void): Promise<void> {
@@ -202,7 +208,7 @@ async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProg
         else minKeys = await pauseAndSave(step.node, ctx);
       }
       try {
-        const identity = { ...(await runningIdentity(step.node)), ...(minKeys !== undefined ? { minKeys } : {}) };
+        const identity = { ...(await runningIdentity(step.node, ctx.timeouts)), ...(minKeys !== undefined ? { minKeys } : {}) };
         pool.drop(step.node);
         await restartNode(node, ctx.deps.driver, ctx.plan.desired.connection, editsOf(step.config), identity);
       } catch (err) {
@@ -339,6 +345,11 @@ function nodeOf(address: string, ctx: StepContext) {
   return node;
 }
 
+/** The node's data in memory (INFO memory used_memory_dataset): what a sync, save or load moves. */
+async function datasetBytes(address: string, ctx: StepContext): Promise<number> {
+  return Number(/used_memory_dataset:(\d+)/.exec(String(await ctx.pool.call(address, 'INFO', 'memory')))?.[1] ?? 0);
+}
+
 async function idOf(address: string, ctx: StepContext): Promise<string> {
   let id = ctx.ids.get(address);
   if (!id) {
@@ -350,6 +361,14 @@ async function idOf(address: string, ctx: StepContext): Promise<string> {
 
 /** Every node given that is a replica reports master_link_status:up (and, if asked, is a replica). */
 async function waitReplicasInSync(nodes: string[], ctx: StepContext, opts: { mustBeReplicas?: boolean } = {}): Promise<void> {
+  // A first sync moves the master's whole dataset (an RDB, then its load): the wait grows with it.
+  const bytes = await Promise.all(
+    nodes.map(async (r) => {
+      const info = parseInfo(String(await ctx.pool.call(r, 'INFO', 'replication')));
+      const master = info['master_host'] && info['master_port'] ? `${info['master_host']}:${info['master_port']}` : undefined;
+      return master ? datasetBytes(master, ctx).catch(() => 0) : 0;
+    }),
+  );
   await waitFor(
     'replicas to sync with their masters',
     async () => {
@@ -363,7 +382,7 @@ async function waitReplicasInSync(nodes: string[], ctx: StepContext, opts: { mus
       }
       return true;
     },
-    { timeoutMs: ctx.waitTimeoutMs },
+    { timeoutMs: Math.max(ctx.waitTimeoutMs, dataTimeoutMs(ctx.timeouts, Math.max(0, ...bytes))) },
   );
 }
 
@@ -410,8 +429,10 @@ async function waitRolesAgreed(replicas: string[], ctx: StepContext): Promise<vo
  * it had is returned so that the restart can be checked against it.
  */
 async function pauseAndSave(address: string, ctx: StepContext): Promise<number> {
-  // Long enough for the save and the restart; the restart itself ends the pause.
-  await ctx.pool.call(address, 'CLIENT', 'PAUSE', 10 * 60_000, 'WRITE');
+  // Long enough for the save, then the restart and its load; the restart itself ends the pause,
+  // and every failure path lifts it.
+  const saveMs = dataTimeoutMs(ctx.timeouts, await datasetBytes(address, ctx));
+  await ctx.pool.call(address, 'CLIENT', 'PAUSE', 2 * saveMs, 'WRITE');
   const keys = Number(await ctx.pool.call(address, 'DBSIZE'));
   await ctx.pool.call(address, 'BGSAVE').catch((err: Error) => {
     // One already running (a scheduled save) will do if it finishes with nothing left unsaved.
@@ -430,7 +451,7 @@ async function pauseAndSave(address: string, ctx: StepContext): Promise<number> 
       }
       return true;
     },
-    { timeoutMs: 10 * 60_000, intervalMs: 100 },
+    { timeoutMs: saveMs, intervalMs: 100 },
   ).catch(async (err) => {
     await ctx.pool.call(address, 'CLIENT', 'UNPAUSE').catch(() => {});
     throw err;

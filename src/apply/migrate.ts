@@ -45,6 +45,8 @@ export interface MigrateOptions {
   maxBytes: number;
   /** MIGRATE's own I/O timeout for a batch; a key that times out alone gets one scaled to its size. */
   migrateTimeoutMs: number;
+  /** The slowest rate a batch is assumed to move at (bytes a second): its timeout grows by its size at this rate. */
+  bytesPerSecond: number;
 }
 
 // Measured on 1M keys of 100 B, 3 -> 4 masters (npm run bench): 256 slots a round moved the
@@ -55,6 +57,7 @@ export const DEFAULT_MIGRATE_OPTIONS: MigrateOptions = {
   maxKeys: 1000,
   maxBytes: 8 * 1024 * 1024,
   migrateTimeoutMs: 10_000,
+  bytesPerSecond: 10_000_000,
 };
 
 /** A key that exists on both sides with different values: never overwritten, always reported. */
@@ -101,10 +104,10 @@ export class ClassicMigrator implements SlotMigrator {
 
   /**
    * MIGRATE's timeout bounds writing the whole batch, and each reply: the base, plus 1 s per
-   * 10 MB the batch is expected to carry at the source's average key size.
+   * batch's expected bytes (at the source's average key size) at `bytesPerSecond`.
    */
   private batchTimeout(keys: number, avgBytes: number): number {
-    return this.opts.migrateTimeoutMs + Math.ceil((keys * avgBytes) / 10_000_000) * 1000;
+    return this.opts.migrateTimeoutMs + Math.ceil(((keys * avgBytes) / this.opts.bytesPerSecond) * 1000);
   }
 
   private async round(
@@ -197,10 +200,10 @@ export class ClassicMigrator implements SlotMigrator {
     return moved;
   }
 
-  /** A key alone: its own MIGRATE timeout, from its size (10 s, plus 1 s per 10 MB). */
+  /** A key alone: its own MIGRATE timeout, from its size (the base, plus its bytes at `bytesPerSecond`). */
   private async aloneTimeout(source: Redis, key: string): Promise<number> {
     const bytes = Number((await source.call('MEMORY', 'USAGE', key).catch(() => 0)) ?? 0);
-    return this.opts.migrateTimeoutMs + Math.ceil(bytes / 10_000_000) * 1000;
+    return this.opts.migrateTimeoutMs + Math.ceil((bytes / this.opts.bytesPerSecond) * 1000);
   }
 
   /**

@@ -6,7 +6,7 @@ import { parseInfo } from '../live/parse.js';
 import { renderNodeConf } from '../provision/nodeConf.js';
 import { editRedisConf, readDirective, splitArgs, type ConfEdit, type ConfEditResult } from '../provision/redisConf.js';
 import { serviceCommands } from '../provision/service.js';
-import type { ConnectionKind, DesiredNode } from '../spec/types.js';
+import { dataTimeoutMs, DEFAULT_TIMEOUTS, type ConnectionKind, type DesiredNode, type Timeouts } from '../spec/types.js';
 import { waitFor } from './wait.js';
 
 const START_TIMEOUT_MS = 15_000;
@@ -138,14 +138,18 @@ export interface RunningIdentity {
   runId: string;
   /** When the node was saved before its restart: it must come back with at least these keys. */
   minKeys?: number;
+  /** How long loading its data back may take (from its size). */
+  loadTimeoutMs?: number;
 }
 
 /** Who is answering on a node's port now. */
-export async function runningIdentity(address: string): Promise<RunningIdentity> {
+export async function runningIdentity(address: string, timeouts: Timeouts = DEFAULT_TIMEOUTS): Promise<RunningIdentity> {
   const client = await connectNode(address);
   try {
-    const [id, info] = await Promise.all([client.call('CLUSTER', 'MYID') as Promise<string>, client.info('server')]);
-    return { id, runId: parseInfo(info)['run_id'] ?? '' };
+    const [id, info, memory] = await Promise.all([client.call('CLUSTER', 'MYID') as Promise<string>, client.info('server'), client.info('memory')]);
+    // Loading it back after the restart takes time in proportion to its data.
+    const bytes = Number(parseInfo(memory)['used_memory_dataset'] ?? 0);
+    return { id, runId: parseInfo(info)['run_id'] ?? '', loadTimeoutMs: dataTimeoutMs(timeouts, bytes) };
   } finally {
     client.disconnect();
   }
@@ -163,7 +167,7 @@ async function verifyRestarted(address: string, before: RunningIdentity): Promis
         client.disconnect();
       }
     },
-    { timeoutMs: 10 * 60_000, intervalMs: 100 },
+    { timeoutMs: before.loadTimeoutMs ?? DEFAULT_TIMEOUTS.waitMs, intervalMs: 100 },
   );
   const after = await runningIdentity(address);
   if (after.runId === before.runId) throw new Error('the old redis-server process is still the one answering: it was not stopped');

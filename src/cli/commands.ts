@@ -14,7 +14,7 @@ import { renderPlan, summaryLine } from '../render/plan.js';
 import { formatMs, jsonProgress, listrProgress, withSpinner } from '../render/progress.js';
 import { renderStatus } from '../render/status.js';
 import { loadSpec, requireSpec } from '../spec/load.js';
-import type { DesiredCluster } from '../spec/types.js';
+import { DEFAULT_TIMEOUTS, type DesiredCluster } from '../spec/types.js';
 import { confirm } from './confirm.js';
 import { driverFor } from './drivers.js';
 import { destroyLocal, planDestroy, renderDestroy } from './destroy.js';
@@ -105,7 +105,18 @@ function planJson(plan: Plan) {
 }
 
 export async function applyCommand(
-  opts: { file?: string; planFile?: string; autoApprove?: boolean; json?: boolean; allowReset?: boolean; allowDown?: boolean; forceUnlock?: string },
+  opts: {
+    file?: string;
+    planFile?: string;
+    autoApprove?: boolean;
+    json?: boolean;
+    allowReset?: boolean;
+    allowDown?: boolean;
+    forceUnlock?: string;
+    commandTimeout?: number;
+    waitTimeout?: number;
+    transferRate?: number;
+  },
   io: Io,
 ): Promise<number> {
   if (opts.planFile && opts.file) {
@@ -113,6 +124,14 @@ export async function applyCommand(
   }
   const saved = opts.planFile ? await readPlanFile(opts.planFile) : undefined;
   const desired = saved?.desired ?? (await loadDesired(opts.file ?? 'cluster.yaml', io));
+  // The command line's timeouts win over the spec's (and over a saved plan's).
+  desired.timeouts = {
+    ...DEFAULT_TIMEOUTS,
+    ...desired.timeouts,
+    ...(opts.commandTimeout !== undefined ? { commandMs: opts.commandTimeout } : {}),
+    ...(opts.waitTimeout !== undefined ? { waitMs: opts.waitTimeout } : {}),
+    ...(opts.transferRate !== undefined ? { transferRate: opts.transferRate } : {}),
+  };
   // Before the lock: taking it is the first contact with the nodes.
   await checkLocalFiles(desired);
   // Held from planning to the last step, so that no other apply plans against a moving cluster:

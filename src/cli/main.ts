@@ -1,9 +1,20 @@
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { RclusterError, SpecError } from '../errors.js';
 import { applyCommand, destroyCommand, EXIT_ERROR, planCommand, statusCommand, validateCommand } from './commands.js';
 import { processIo, type Io } from './io.js';
 
 const FILE_HELP = 'the cluster spec (YAML)';
+
+/** A positive number for a timeout flag; anything else is a usage error naming the flag. */
+function positive(flag: string, integer: boolean) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n))) {
+      throw new InvalidArgumentError(`${flag} takes a positive ${integer ? 'whole number' : 'number'}, not "${value}"`);
+    }
+    return n;
+  };
+}
 
 function fileOption(): Option {
   return new Option('-f, --file <path>', FILE_HELP).default('cluster.yaml');
@@ -56,6 +67,9 @@ Exit codes: 0 ok, 1 error (or unhealthy for status), 2 changes pending (plan --d
     .option('--auto-approve', 'do not ask for confirmation (for scripts and CI)')
     .option('--json', 'print the plan and progress events as JSON lines')
     .option('--allow-reset', 'wipe (FLUSHALL, CLUSTER RESET HARD) a spec node that holds keys or remembers another cluster, instead of refusing it; the plan says what is wiped')
+    .option('--command-timeout <ms>', 'how long one Redis command may take (overrides timeouts.command; default 10000)', positive('--command-timeout', true))
+    .option('--wait-timeout <ms>', 'the base of every wait: joining, agreeing, syncing, saving (overrides timeouts.wait; default 60000)', positive('--wait-timeout', true))
+    .option('--transfer-rate <MB/s>', 'the slowest rate data is assumed to move at: waits on data grow by its size at this rate (overrides timeouts.transferRate; default 20)', positive('--transfer-rate', false))
     .option('--force-unlock <lock-id>', 'take over the lock of an apply that is gone (its machine lost the network); the id is in the message that refused the lock')
     .option('--allow-down', 'go ahead while spec nodes the cluster can do without are down (their host or the node does not answer); nothing is done to them')
     .addHelpText(

@@ -24,7 +24,8 @@ export async function inspectCluster(desired: DesiredCluster, opts: InspectOptio
   const limit = pLimit(opts.concurrency ?? 16);
   // Every read ends before the first failure is reported: one left running would keep
   // connections open (and the process alive) after the caller has closed its driver.
-  const nodes = await settleAll(desired.nodes.map((n) => limit(() => inspectNode(n, opts.driver))));
+  const commandTimeoutMs = desired.timeouts?.commandMs;
+  const nodes = await settleAll(desired.nodes.map((n) => limit(() => inspectNode(n, opts.driver, commandTimeoutMs))));
   // Nodes of the cluster that the spec no longer lists are read too (Redis only: their hosts are
   // not the spec's): the plan drains, forgets and removes them.
   const listed = new Set(desired.nodes.map((n) => n.address));
@@ -39,15 +40,15 @@ export async function inspectCluster(desired: DesiredCluster, opts: InspectOptio
     [...unlisted].map((address) =>
       limit(async () => {
         const { host, port } = splitAddress(address);
-        return inspectRedis(unlistedNode(desired, host, port));
+        return inspectRedis(unlistedNode(desired, host, port), undefined, commandTimeoutMs);
       }),
     ),
   );
   return { nodes: [...nodes, ...extras] };
 }
 
-export async function inspectNode(node: DesiredNode, driver?: HostDriver): Promise<LiveNode> {
-  const reads = [inspectRedis(node, driver), driver && driver.kind !== 'none' ? readHostFacts(node, driver) : Promise.resolve(undefined)] as const;
+export async function inspectNode(node: DesiredNode, driver?: HostDriver, commandTimeoutMs?: number): Promise<LiveNode> {
+  const reads = [inspectRedis(node, driver, commandTimeoutMs), driver && driver.kind !== 'none' ? readHostFacts(node, driver) : Promise.resolve(undefined)] as const;
   const [redis, host] = await Promise.allSettled(reads);
   // A host that cannot be reached at all is a fact about the cluster (a powered-off machine whose
   // replica took over), not a failure of the read: the plan decides whether it can do without it.
@@ -58,11 +59,11 @@ export async function inspectNode(node: DesiredNode, driver?: HostDriver): Promi
   return facts ? { ...live, facts } : live;
 }
 
-async function inspectRedis(node: DesiredNode, driver?: HostDriver): Promise<LiveNode> {
+async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeoutMs?: number): Promise<LiveNode> {
   const base: LiveNode = { address: node.address, host: node.host, port: node.port, reachable: false, clusterEnabled: false, view: [], clusterInfo: {}, keys: 0 };
   let client;
   try {
-    client = await connectNode(node.address);
+    client = await connectNode(node.address, commandTimeoutMs !== undefined ? { commandTimeoutMs } : {});
   } catch (err) {
     // A refused connection is a stopped node; a timeout is not: the node may be busy (a long
     // command, a fork) or its host unreachable, and restarting it would be the worst answer.
@@ -98,7 +99,9 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver): Promise<Liv
     }
     return live;
   } catch (err) {
-    return { ...base, reachable: true, unresponsive: true, error: describeRedisError(err) };
+    const why = describeRedisError(err);
+    const error = why === 'timed out' ? `no reply within ${commandTimeoutMs ?? 10_000} ms (timeouts.command)` : why;
+    return { ...base, reachable: true, unresponsive: true, error };
   } finally {
     client.disconnect();
   }

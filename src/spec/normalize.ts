@@ -3,6 +3,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { parseAddress } from './address.js';
 import type { RawSpec, RawSsh } from './raw.js';
 import type { ConnectionKind, DesiredCluster, DesiredNode, NodeRedisSettings, RedisSettings, SshSettings } from './types.js';
+import { DEFAULT_TIMEOUTS } from './types.js';
 
 export const DEFAULT_SSH_PORT = 22;
 export const DEFAULT_KNOWN_HOSTS = '~/.ssh/known_hosts';
@@ -70,6 +71,11 @@ export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
     masters,
     mastersExplicit: raw.masters !== undefined,
     nodes,
+    timeouts: {
+      commandMs: raw.timeouts?.command ?? DEFAULT_TIMEOUTS.commandMs,
+      waitMs: raw.timeouts?.wait ?? DEFAULT_TIMEOUTS.waitMs,
+      transferRate: raw.timeouts?.transferRate ?? DEFAULT_TIMEOUTS.transferRate,
+    },
     defaults: { ssh: clusterSsh, redis },
     source: { file, dir },
   };

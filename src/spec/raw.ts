@@ -15,6 +15,7 @@ export interface RawSpec {
   };
   replicasPerMaster?: number;
   masters?: number;
+  timeouts?: { command?: number; wait?: number; transferRate?: number };
   nodes: (string | RawNode)[];
 }
 

@@ -45,6 +45,27 @@ export interface DesiredNode {
   redis: NodeRedisSettings;
 }
 
+/**
+ * How long rcluster waits. A wait on data (a replica's first sync, a save, a load, a MIGRATE
+ * batch) gets `waitMs` plus the data's size at `transferRate`: a 20 GB dataset is not refused for
+ * taking longer than a 1 MB one.
+ */
+export interface Timeouts {
+  /** One Redis command, in ms. */
+  commandMs: number;
+  /** The base of every wait (nodes joining, agreeing, syncing, saving), in ms. */
+  waitMs: number;
+  /** The slowest rate data is assumed to move at, in MB/s (10^6 bytes a second). */
+  transferRate: number;
+}
+
+export const DEFAULT_TIMEOUTS: Timeouts = { commandMs: 10_000, waitMs: 60_000, transferRate: 20 };
+
+/** The time a wait on `bytes` of data may take. */
+export function dataTimeoutMs(t: Timeouts, bytes: number): number {
+  return t.waitMs + Math.ceil(bytes / (t.transferRate * 1000));
+}
+
 export interface DesiredCluster {
   name: string;
   connection: ConnectionKind;
@@ -57,6 +78,7 @@ export interface DesiredCluster {
    */
   mastersExplicit: boolean;
   nodes: DesiredNode[];
+  timeouts: Timeouts;
   /**
    * The cluster-wide SSH and redis settings, with {host} and {port} unresolved: what a node that
    * is no longer listed (and is being removed) is reached and stopped with.

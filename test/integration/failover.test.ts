@@ -81,6 +81,12 @@ describe("the runbook's failover test: a master goes down, its replica takes ove
       // As in the runbook: redis-cli shutdown on the master (it waits for its replica to catch up).
       await redisCli(['-p', String(P1), 'shutdown']);
       await waitFor('the replica to take over', async () => ((await roleOf(P4)) === 'master' ? true : 'not yet'), { timeoutMs: 30_000, intervalMs: 100 });
+      // As the runbook checks with redis-trib info: every node that is up serves again.
+      await waitFor(
+        'every node that is up to report cluster_state:ok',
+        async () => ((await Promise.all(PORTS.slice(1).map((p) => withNode(p, (r) => r.call('CLUSTER', 'INFO'))))).every((i) => String(i).includes('cluster_state:ok')) ? true : 'not yet'),
+        { timeoutMs: 30_000, intervalMs: 100 },
+      );
 
       // Topology-only view: the node is down, its shard is served; nothing to do.
       const plan = await rcluster('plan', '-f', noneFile, '--detailed-exitcode');

@@ -457,6 +457,16 @@ describe('computePlan: nodes that are down (the runbook\'s failover test)', () =
     expect(text).toContain('No changes. Cluster "unit" matches the spec (6 nodes, 1 of them down).');
   });
 
+  it('just after the failover, while a node still lists the old master with its slots: the promoted replica\'s view is trusted', () => {
+    const fresh = afterFailover();
+    const stale = joinedCluster(healthyMembers(A).map((m): Member => (m.address === N1 ? { ...m, failed: true, notInspected: true } : m)));
+    const nodes = fresh.nodes.map((n) => (n.address === N2 ? stale.nodes.find((x) => x.address === N2)! : n));
+    const plan = computePlan(spec(A, { connection: 'none' }), { nodes: [unreachableNode(N1, 'connection refused'), ...nodes] }, NOW);
+    expect(plan.down?.map((d) => d.node)).toEqual([N1]);
+    expect(masters(plan).map((m) => m.node)).toEqual([N4, N2, N3]);
+    expect(kinds(plan).filter((k) => !k.startsWith('wait_'))).toEqual([]);
+  });
+
   it('connection none: a member that does not answer is down, and the plan is empty', () => {
     const live = afterFailover();
     const plan = computePlan(spec(A, { connection: 'none' }), { nodes: [unreachableNode(N1, 'connection refused'), ...live.nodes] }, NOW);

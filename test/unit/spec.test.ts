@@ -32,7 +32,7 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ['spec is a list', `- a\n- b\n`, 1, 1, 'the spec must be a mapping (got a list)'],
     ['wrong type', `name: x\nreplicasPerMaster: "one"\n${SIX}`, 2, 20, '"replicasPerMaster" must be an integer of at least 0 (got "one")'],
     ['negative replicasPerMaster', `name: x\nreplicasPerMaster: -1\n${SIX}`, 2, 20, '"replicasPerMaster" must be an integer of at least 0 (got -1)'],
-    ['unknown top-level key', `name: x\nreplicas: 1\n${SIX}`, 2, 1, 'unknown key "replicas" (allowed: name, connection, ssh, redis, replicasPerMaster, masters, nodes)'],
+    ['unknown top-level key', `name: x\nreplicas: 1\n${SIX}`, 2, 1, 'unknown key "replicas" (allowed: name, connection, ssh, redis, timeouts, replicasPerMaster, masters, nodes)'],
     ['unknown key inside redis', `name: x\nredis:\n  nodeTimeout: 5000\n  maxmemory: 1gb\n${SIX}`, 4, 3, 'unknown key "maxmemory" in redis (allowed: configFile,'],
     ['unknown key in a node object', `name: x\nnodes:\n  - { host: 127.0.0.1, port: 7001, wieght: 2 }\n${nodeLines(5, 7002)}\n`, 3, 36, 'unknown key "wieght" in nodes[0]; did you mean "weight"? (allowed: host, port, weight, preferredMaster, ssh)'],
     ['unknown key in a node ssh', `name: x\nnodes:\n  - host: 127.0.0.1\n    port: 7001\n    ssh: { usr: a }\n${nodeLines(5, 7002)}\n`, 5, 12, 'unknown key "usr" in nodes[0].ssh; did you mean "user"? (allowed: user, port, identityFile)'],
@@ -58,6 +58,10 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ['empty nodes', `name: x\nnodes: []\n`, 2, 8, '"nodes" must list at least 1 item'],
     ['missing name', `# a comment\nreplicasPerMaster: 1\n${SIX}`, 2, 1, 'missing required key "name"'],
     ['missing nodes', `name: x\n`, 1, 1, 'missing required key "nodes"'],
+    ['timeouts.wait too short', `name: x\ntimeouts:\n  wait: 10\n${SIX}`, 3, 9, '"wait" must be an integer of at least 1000 (got 10)'],
+    ['timeouts.transferRate 0', `name: x\ntimeouts:\n  transferRate: 0\n${SIX}`, 3, 17, '"transferRate" must be a number greater than 0 (got 0)'],
+    ['unknown key in timeouts', `name: x\ntimeouts:\n  commnd: 500\n${SIX}`, 3, 3, 'unknown key "commnd" in timeouts; did you mean "command"?'],
+    ['preferredMaster not a boolean', `name: x\nnodes:\n  - { host: 127.0.0.1, port: 7001, preferredMaster: "yes" }\n${nodeLines(5, 7002)}\n`, 3, 53, '"preferredMaster" must be'],
     ['empty name value', `name:\n${SIX}`, 1, 1, '"name" must be a non-empty string (got an empty value)'],
     ['name that is no directory name', `name: a/b\n${SIX}`, 1, 7, '"name" may contain only letters, digits, "-", "_" and "."'],
     ['nodeTimeout not an integer', `name: x\nredis:\n  nodeTimeout: 1.5\n${SIX}`, 3, 16, '"nodeTimeout" must be an integer of at least 100 (got 1.5)'],
@@ -100,7 +104,7 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ].join('\n');
     expect(lines(errors(text))).toEqual([
       '2:13: connection must be one of: ssh, local, none (got "ftp")',
-      '3:1: unknown key "replicas" (allowed: name, connection, ssh, redis, replicasPerMaster, masters, nodes)',
+      '3:1: unknown key "replicas" (allowed: name, connection, ssh, redis, timeouts, replicasPerMaster, masters, nodes)',
       '5:16: "nodeTimeout" must be an integer of at least 100 (got "fast")',
       '8:5: node "127.0.0.1:99999": port 99999 is out of range (must be an integer from 1 to 65535)',
       '9:30: "port" must be an integer from 1 to 65535 (got 0)',
@@ -164,6 +168,7 @@ describe('good specs', () => {
     expect(result.diagnostics).toEqual([]);
     const c = requireSpec(result);
     expect(c).toMatchObject({ name: 'prod', connection: 'ssh', replicasPerMaster: 1, masters: 3 });
+    expect(c.timeouts).toEqual({ commandMs: 10_000, waitMs: 60_000, transferRate: 20 });
     expect(c.source).toEqual({ file: join(SPEC_DIR, 'cluster.yaml'), dir: SPEC_DIR });
     const n = c.nodes[1]!;
     expect(n).toMatchObject({ host: '127.0.0.1', port: 7002, address: '127.0.0.1:7002', weight: 1 });
@@ -176,6 +181,11 @@ describe('good specs', () => {
       nodeTimeout: 5000,
       config: {},
     });
+  });
+
+  it('takes timeouts from the spec, each defaulting on its own', () => {
+    const c = requireSpec(parseSpec(`name: x\ntimeouts:\n  wait: 300000\n  transferRate: 2.5\n${SIX}`, FILE));
+    expect(c.timeouts).toEqual({ commandMs: 10_000, waitMs: 300_000, transferRate: 2.5 });
   });
 
   it('computes masters from the node count and makes the rest extra replicas', () => {
@@ -368,6 +378,6 @@ describe('the JSON Schema', () => {
     visit(schema, '');
     expect(undocumented).toEqual([]);
     expect(open).toEqual([]);
-    expect(Object.keys(schema.properties as object)).toEqual(['name', 'connection', 'ssh', 'redis', 'replicasPerMaster', 'masters', 'nodes']);
+    expect(Object.keys(schema.properties as object)).toEqual(['name', 'connection', 'ssh', 'redis', 'timeouts', 'replicasPerMaster', 'masters', 'nodes']);
   });
 });
