@@ -3,9 +3,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/apply/wait.js';
+import { writeThroughout } from '../support/traffic.js';
 import { startTestHosts, type Harness } from '../harness/index.js';
 import { harnessSpec, RUNBOOK_REDIS } from '../harness/spec.js';
 import { rcluster, redisCli, withNode } from '../integration/support.js';
@@ -164,21 +164,7 @@ describe("the runbook's create over SSH, on six fresh hosts", () => {
     const roles = await Promise.all(HOSTS.map(async (n) => ({ n, info: await withNodeAt(n, (r) => r.info('replication')) })));
     const master = roles.find((x) => /role:master/.test(x.info))!.n;
     const replica = roles.find((x) => new RegExp(`master_port:${portOf(master)}\\b`).test(x.info))!.n;
-    const client = new Cluster([{ host: addr(replica), port: portOf(replica) }], { maxRedirections: 64, retryDelayOnTryAgain: 20, retryDelayOnClusterDown: 50, clusterRetryStrategy: () => 50, redisOptions: { commandTimeout: 1000 } });
-    client.on('error', () => {});
-    let stop = false;
-    const acked: string[] = [];
-    const writer = (async () => {
-      for (let i = 0; !stop; i++) {
-        try {
-          await client.set(`fo:${i}`, String(i));
-          acked.push(`fo:${i}`);
-        } catch {
-          // The dead master's slots refuse writes until the failover: not acknowledged.
-          await new Promise((r) => setTimeout(r, 20));
-        }
-      }
-    })();
+    const writer = writeThroughout({ host: addr(replica), port: portOf(replica) });
     try {
       // As in the runbook (redis-cli shutdown), then the whole host goes away, sshd included.
       await h.stopHost(master, { graceful: true });
@@ -212,15 +198,9 @@ describe("the runbook's create over SSH, on six fresh hosts", () => {
       const empty = await rcluster('plan', '-f', file, '--detailed-exitcode');
       expect(empty.out).toContain('No changes. Cluster "seed-e2e" matches the spec (6 nodes).');
     } finally {
-      stop = true;
-      await writer;
-    }
-    try {
-      expect(acked.length).toBeGreaterThan(10);
-      const values = await Promise.all(acked.map((k) => client.get(k)));
-      expect(values.filter((v, i) => v !== acked[i]?.slice(3))).toEqual([]);
-    } finally {
-      client.disconnect();
+      const result = await writer.finish();
+      expect(result.acked).toBeGreaterThan(10);
+      expect(result.wrong).toEqual([]);
     }
   });
 

@@ -1,8 +1,8 @@
 import { writeFileSync } from 'node:fs';
-import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/apply/wait.js';
 import { badKeys, loadKeys } from '../support/keys.js';
+import { writeThroughout } from '../support/traffic.js';
 import { localSpec, ports, rcluster, redisCli, withNode } from './support.js';
 
 // The runbook's failover test on local processes: a master is shut down, its replica takes over,
@@ -32,34 +32,6 @@ async function roleOf(port: number): Promise<string> {
   return /role:(\w+)/.exec(await withNode(port, (r) => r.info('replication')))?.[1] ?? '?';
 }
 
-/** Writes through a cluster client until stopped; returns the keys whose write was acknowledged. */
-function clientWriting(): { stop: () => Promise<string[]>; client: Cluster } {
-  const client = new Cluster([{ host: '127.0.0.1', port: P2 }], { maxRedirections: 64, retryDelayOnTryAgain: 20, retryDelayOnClusterDown: 50, clusterRetryStrategy: () => 50, redisOptions: { commandTimeout: 1000 } });
-  client.on('error', () => {});
-  let stopped = false;
-  const acked: string[] = [];
-  const loop = (async () => {
-    for (let i = 0; !stopped; i++) {
-      try {
-        await client.set(`fo:${i}`, String(i));
-        acked.push(`fo:${i}`);
-      } catch {
-        // The dead master's slots refuse writes until its replica takes over: not acknowledged,
-        // so not counted. Redis' own failover time, not rcluster's.
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
-  })();
-  return {
-    client,
-    stop: async () => {
-      stopped = true;
-      await loop;
-      return acked;
-    },
-  };
-}
-
 describe("the runbook's failover test: a master goes down, its replica takes over", () => {
   beforeAll(async () => {
     writeSpecs();
@@ -74,7 +46,7 @@ describe("the runbook's failover test: a master goes down, its replica takes ove
   });
 
   it('shut a master down, its replica takes over; the plan shows the node down and no change; --allow-down gates other changes; it rejoins as a replica; preferredMaster takes it back', async () => {
-    const writer = clientWriting();
+    const writer = writeThroughout({ host: '127.0.0.1', port: P2 });
     try {
       expect(await roleOf(P1)).toBe('master');
       expect(await roleOf(P4)).toBe('slave');
@@ -137,14 +109,9 @@ describe("the runbook's failover test: a master goes down, its replica takes ove
       expect(await roleOf(P4)).toBe('slave');
       expect((await rcluster('plan', '-f', local.file, '--detailed-exitcode')).code).toBe(0);
     } finally {
-      const acked = await writer.stop();
-      try {
-        expect(acked.length).toBeGreaterThan(10);
-        const values = await Promise.all(acked.map((k) => writer.client.get(k)));
-        expect(values.filter((v, i) => v !== acked[i]?.slice(3))).toEqual([]);
-      } finally {
-        writer.client.disconnect();
-      }
+      const result = await writer.finish();
+      expect(result.acked).toBeGreaterThan(10);
+      expect(result.wrong).toEqual([]);
     }
     expect(await badKeys(addr(P2), KEYS)).toEqual([]);
     const check = await redisCli(['--cluster', 'check', addr(P2)]);

@@ -59,6 +59,28 @@ function replicaPairs(plan: Plan): [string, string][] {
   return plan.roles.flatMap((r): [string, string][] => (r.role === 'replica' ? [[r.node, r.master]] : []));
 }
 
+/** N1 was the master of 0-5460; it went down (not inspected) and its replica N4 took over. */
+function afterFailover(): LiveCluster {
+  return joinedCluster([
+    { address: N1, slots: [], failed: true, notInspected: true },
+    { address: N2, slots: [CREATE_RANGES[1]!] },
+    { address: N3, slots: [CREATE_RANGES[2]!] },
+    { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
+    { address: N5, master: N2 },
+    { address: N6, master: N3 },
+  ]);
+}
+
+/** After that failover, N1 came back as the replica of N4. */
+const REJOINED: Member[] = [
+  { address: N1, master: N4 },
+  { address: N2, slots: [CREATE_RANGES[1]!] },
+  { address: N3, slots: [CREATE_RANGES[2]!] },
+  { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
+  { address: N5, master: N2 },
+  { address: N6, master: N3 },
+];
+
 const CREATE_TAIL: StepKind[] = [
   ...times(3, 'add_slots' as const),
   ...times(6, 'set_config_epoch' as const),
@@ -270,15 +292,7 @@ describe('computePlan: a running cluster', () => {
   });
 
   it('after a failover (old master now replica of its promoted replica): no changes', () => {
-    const members: Member[] = [
-      { address: N1, master: N4 },
-      { address: N2, slots: [CREATE_RANGES[1]!] },
-      { address: N3, slots: [CREATE_RANGES[2]!] },
-      { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
-      { address: N5, master: N2 },
-      { address: N6, master: N3 },
-    ];
-    const plan = computePlan(spec(A), joinedCluster(members), NOW);
+    const plan = computePlan(spec(A), joinedCluster(REJOINED), NOW);
     expect(plan.steps).toEqual([]);
     expect(masters(plan)).toEqual([
       { node: N4, slots: [CREATE_RANGES[0]] },
@@ -291,14 +305,7 @@ describe('computePlan: a running cluster', () => {
   it('a master that died and was replaced while down: only started, its stale saved view is not trusted', () => {
     // N1, first in the spec, was master of 0-5460 when it died; its replica N4 took over.
     const saved = joinedCluster(healthyMembers(A)).nodes.find((n) => n.address === N1)!.view;
-    const after = joinedCluster([
-      { address: N1, slots: [], failed: true, notInspected: true },
-      { address: N2, slots: [CREATE_RANGES[1]!] },
-      { address: N3, slots: [CREATE_RANGES[2]!] },
-      { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
-      { address: N5, master: N2 },
-      { address: N6, master: N3 },
-    ]);
+    const after = afterFailover();
     const live: LiveCluster = { nodes: [unreachableNode(N1, 'connection refused', { path: '/x/nodes-7001.conf', view: saved }), ...after.nodes] };
     const plan = computePlan(spec(A), live, NOW);
     expect(kinds(plan)).toEqual(['provision_node', 'wait_join', 'wait_cluster_ok']);
@@ -429,17 +436,6 @@ describe('computePlan: what it refuses', () => {
 });
 
 describe('computePlan: nodes that are down (the runbook\'s failover test)', () => {
-  // N1 was the master of 0-5460; it went down and its replica N4 took over.
-  const afterFailover = (extra: Member[] = []): LiveCluster =>
-    joinedCluster([
-      { address: N1, slots: [], failed: true, notInspected: true },
-      { address: N2, slots: [CREATE_RANGES[1]!] },
-      { address: N3, slots: [CREATE_RANGES[2]!] },
-      { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
-      { address: N5, master: N2 },
-      { address: N6, master: N3 },
-      ...extra,
-    ]);
   const hostDown = (address: string): LiveCluster['nodes'][number] => ({
     ...unreachableNode(address, 'the connection timed out'),
     unresponsive: true,
@@ -509,14 +505,7 @@ describe('computePlan: nodes that are down (the runbook\'s failover test)', () =
 
   it('preferredMaster: back in sync as a replica, it takes its master role back by a graceful failover; no slot moves', () => {
     const text = ['name: unit', 'connection: local', 'replicasPerMaster: 1', 'nodes:', `  - { host: 127.0.0.1, port: 7001, preferredMaster: true }`, ...A.slice(1).map((a) => `  - ${a}`)].join('\n');
-    const back = joinedCluster([
-      { address: N1, master: N4 },
-      { address: N2, slots: [CREATE_RANGES[1]!] },
-      { address: N3, slots: [CREATE_RANGES[2]!] },
-      { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
-      { address: N5, master: N2 },
-      { address: N6, master: N3 },
-    ]);
+    const back = joinedCluster(REJOINED);
     const plan = computePlan(specFrom(text + '\n'), back, NOW);
     expect(plan.steps).toEqual([
       { kind: 'failover', node: N1, master: N4, preferred: true },
