@@ -4,6 +4,7 @@ import pLimit from 'p-limit';
 import { ApplyError, HostError } from '../errors.js';
 import type { HostDriver } from '../hosts/driver.js';
 import { splitAddress } from '../live/connect.js';
+import { credentials, scrubSecrets } from '../live/auth.js';
 import { parseClusterNodes, parseInfo } from '../live/parse.js';
 import type { SlotRange } from '../live/types.js';
 import type { ConfigChange, Plan, Step, StepKind } from '../plan/types.js';
@@ -149,7 +150,7 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
             });
           } catch (err) {
             failure ??= Object.assign(err as Error, { stepTitle: title, phase: pi });
-            emit({ type: 'step_failed', phase: pi, index, title, error: (err as Error).message });
+            emit({ type: 'step_failed', phase: pi, index, title, error: scrubSecrets((err as Error).message) });
             throw err;
           }
           done.push({ index, title, kind: step.kind });
@@ -161,7 +162,7 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
     });
     await Promise.allSettled(runs);
     if (failure) {
-      emit({ type: 'phase_failed', phase: failure.phase ?? 0, error: failure.message });
+      emit({ type: 'phase_failed', phase: failure.phase ?? 0, error: scrubSecrets(failure.message) });
       throw new ApplyError(failure.stepTitle ?? 'apply', failure, summarizeDone(done.sort((a, b) => a.index - b.index)));
     }
   } finally {
@@ -335,8 +336,14 @@ async function removeNode(step: Extract<Step, { kind: 'remove_node' }>, ctx: Ste
 }
 
 /** Apply makes exactly the edits the plan showed. */
+/** The plan's edits with real values: a password comes from this run's credentials, never from the plan. */
 function editsOf(config: ConfigChange | undefined): ConfEdit[] {
-  return (config?.changed ?? []).map((c) => ({ directive: c.directive, value: c.to }));
+  return (config?.changed ?? []).map((c) => {
+    if (!c.secret) return { directive: c.directive, value: c.to };
+    const password = credentials()?.password;
+    if (password === undefined) throw new Error(`the plan sets ${c.directive}, but this run has no password (redis.passwordEnv or redis.passwordFile)`);
+    return { directive: c.directive, value: password };
+  });
 }
 
 function nodeOf(address: string, ctx: StepContext) {

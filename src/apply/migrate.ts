@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import { migrateAuthArgs } from '../live/auth.js';
 import { splitAddress } from '../live/connect.js';
 import type { NodePool } from './pool.js';
 
@@ -167,7 +168,7 @@ export class ClassicMigrator implements SlotMigrator {
       const timeouts = await Promise.all(batches.map((b) => (alone.has(b.slot) ? this.aloneTimeout(source, b.keys[0] as string) : this.batchTimeout(b.keys.length, avgBytes))));
       const replies = await exec(
         source,
-        batches.map((b, i) => ['MIGRATE', host, port, '', 0, timeouts[i] as number, 'KEYS', ...b.keys]),
+        batches.map((b, i) => ['MIGRATE', host, port, '', 0, timeouts[i] as number, ...migrateAuthArgs(job.to.address), 'KEYS', ...b.keys]),
       );
       // A slot stays in the next pass when its MIGRATE failed or its batch was full. A batch
       // that was not full emptied the slot: new keys of a migrating slot are written on the
@@ -227,7 +228,7 @@ export class ClassicMigrator implements SlotMigrator {
         );
       }
       // Identical on both sides (or gone from the target meanwhile): overwriting changes nothing.
-      const r = await exec(source, [['MIGRATE', host, port, '', 0, timeoutMs, ...(theirs !== null ? ['REPLACE'] : []), 'KEYS', key]]);
+      const r = await exec(source, [['MIGRATE', host, port, '', 0, timeoutMs, ...(theirs !== null ? ['REPLACE'] : []), ...migrateAuthArgs(job.to.address), 'KEYS', key]]);
       throwFirst(r, job.from.address, `MIGRATE ${key}`);
       moved++;
     }

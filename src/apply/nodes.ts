@@ -1,7 +1,9 @@
+import type { Redis } from 'ioredis';
 import { HostError } from '../errors.js';
 import type { HostDriver } from '../hosts/driver.js';
 import { sh } from '../hosts/shell.js';
 import { connectNode, describeRedisError } from '../live/connect.js';
+import { AuthError, credentials } from '../live/auth.js';
 import { parseInfo } from '../live/parse.js';
 import { renderNodeConf } from '../provision/nodeConf.js';
 import { editRedisConf, readDirective, splitArgs, type ConfEdit, type ConfEditResult } from '../provision/redisConf.js';
@@ -17,8 +19,10 @@ export async function startLocalNode(node: DesiredNode, driver: HostDriver, conn
   const mk = await driver.run(node.host, `mkdir -p ${sh(dataDir)}`);
   if (mk.code !== 0) throw new HostError(node.address, 'create data directory', mk.stderr.trim() || `mkdir exited ${mk.code}`);
   const current = await driver.readFile(node.host, configFile);
-  const conf = renderNodeConf(node, { connection, replicasPerMaster: 0 }, current);
-  if (current === null || conf.changed.length > 0) await driver.writeFileAtomic(node.host, configFile, conf.text, { backup: current !== null });
+  const password = credentials()?.password;
+  const conf = renderNodeConf(node, { connection, replicasPerMaster: 0, ...(password !== undefined ? { password } : {}) }, current);
+  // A file that holds the password is readable by its owner only.
+  if (current === null || conf.changed.length > 0) await driver.writeFileAtomic(node.host, configFile, conf.text, { backup: current !== null, ...(password !== undefined ? { mode: 0o600 } : {}) });
   await launchLocalNode(node, driver, conf.text);
 }
 
@@ -31,6 +35,7 @@ async function launchLocalNode(node: DesiredNode, driver: HostDriver, confText: 
   }
   try {
     await waitUntilClusterNode(node.address, START_TIMEOUT_MS);
+    await acceptPreviousPassword(node.address);
   } catch (err) {
     const log = readDirective(confText, 'logfile');
     const tail = log ? await driver.run(node.host, `tail -n 5 ${sh(log)}`) : undefined;
@@ -116,6 +121,7 @@ export async function provisionSshNode(node: DesiredNode, driver: HostDriver, ed
   }
   try {
     await waitUntilClusterNode(node.address, START_TIMEOUT_MS);
+    await acceptPreviousPassword(node.address);
   } catch (err) {
     throw new HostError(node.host, `start ${node.address}`, `${(err as Error).message}${await logTail()}`);
   }
@@ -216,33 +222,72 @@ async function editConfigFile(node: DesiredNode, driver: HostDriver, edits: Conf
   const current = await driver.readFile(node.host, configFile);
   if (current === null) throw new HostError(node.host, `read ${configFile}`, 'no such file');
   const conf = editRedisConf(current, edits);
-  if (conf.changed.length > 0) await driver.writeFileAtomic(node.host, configFile, conf.text, { backup: true });
+  const secret = credentials() !== undefined;
+  if (conf.changed.length > 0) await driver.writeFileAtomic(node.host, configFile, conf.text, { backup: true, ...(secret ? { mode: 0o600 } : {}) });
   return conf;
+}
+
+/**
+ * While rotating, a node started from its file accepts only the file's requirepass (the new
+ * password); clients still on the previous one must not be refused until it leaves the spec.
+ */
+async function acceptPreviousPassword(address: string): Promise<void> {
+  const previous = credentials()?.previous;
+  if (previous === undefined) return;
+  const client = await connectNode(address);
+  try {
+    await client.call('ACL', 'SETUSER', 'default', `>${previous}`);
+  } finally {
+    client.disconnect();
+  }
+}
+
+/**
+ * The passwords a node accepts, live: exactly the spec's, plus the previous one while rotating.
+ * ACL SETUSER rather than CONFIG SET requirepass, which can set only one: a rotation keeps both
+ * until the previous one leaves the spec, so that no client is refused in between.
+ */
+async function setPasswordsLive(client: Redis, address: string): Promise<void> {
+  const c = credentials();
+  if (!c) throw new HostError(address, 'set its password', 'the plan sets a password, but this run has none (redis.passwordEnv or redis.passwordFile)');
+  const rules = ['on', 'resetpass', `>${c.password}`, ...(c.previous !== undefined ? [`>${c.previous}`] : [])];
+  await client.call('ACL', 'SETUSER', 'default', ...rules).catch((err: Error) => {
+    throw new HostError(address, 'ACL SETUSER default (its passwords)', `${err.message}; its passwords were not changed`);
+  });
 }
 
 /** CONFIG SET each changed directive (Redis validates it), then write the file to match. */
 export async function setConfigLive(node: DesiredNode, driver: HostDriver, edits: ConfEdit[]): Promise<void> {
+  const passwords = edits.some((e) => e.directive.toLowerCase() === 'requirepass');
+  const live = edits.filter((e) => e.directive.toLowerCase() !== 'requirepass');
   // The file's spelling (`save ""`) is not the command's: CONFIG SET takes the parsed value.
-  const args = edits.flatMap((e) => [e.directive, (splitArgs(e.value) ?? [e.value]).join(' ')]);
+  const args = live.flatMap((e) => [e.directive, (splitArgs(e.value) ?? [e.value]).join(' ')]);
   const client = await connectNode(node.address);
   try {
-    // One command: Redis 7 applies all of them or none, so a refused value changes nothing.
-    await client.call('CONFIG', 'SET', ...args).catch(async (err: Error) => {
-      // Before Redis 7, CONFIG SET takes one directive at a time.
-      if (edits.length > 1 && /wrong number of arguments/i.test(err.message)) {
-        for (let i = 0; i < args.length; i += 2) {
-          await client.call('CONFIG', 'SET', args[i] as string, args[i + 1] as string).catch((e: Error) => {
-            throw new HostError(node.address, `CONFIG SET ${args[i]}`, e.message);
-          });
-        }
-        return;
-      }
-      throw new HostError(node.address, `CONFIG SET ${edits.map((e) => e.directive).join(' ')}`, `${err.message}; nothing was changed`);
-    });
+    // masterauth (with the rest) before the passwords: a replica must already give the new one
+    // when its master stops taking the old.
+    if (args.length > 0) await configSet(client, node, live, args);
+    if (passwords) await setPasswordsLive(client, node.address);
   } finally {
     client.disconnect();
   }
   await editConfigFile(node, driver, edits);
+}
+
+/** One command: Redis 7 applies all of them or none, so a refused value changes nothing. */
+async function configSet(client: Redis, node: DesiredNode, edits: ConfEdit[], args: string[]): Promise<void> {
+  await client.call('CONFIG', 'SET', ...args).catch(async (err: Error) => {
+    // Before Redis 7, CONFIG SET takes one directive at a time.
+    if (edits.length > 1 && /wrong number of arguments/i.test(err.message)) {
+      for (let i = 0; i < args.length; i += 2) {
+        await client.call('CONFIG', 'SET', args[i] as string, args[i + 1] as string).catch((e: Error) => {
+          throw new HostError(node.address, `CONFIG SET ${args[i]}`, e.message);
+        });
+      }
+      return;
+    }
+    throw new HostError(node.address, `CONFIG SET ${edits.map((e) => e.directive).join(' ')}`, `${err.message}; nothing was changed`);
+  });
 }
 
 async function serviceRestart(node: DesiredNode, driver: HostDriver) {
@@ -256,7 +301,8 @@ async function answersAt(address: string): Promise<boolean> {
   try {
     (await connectNode(address, { connectTimeoutMs: 500 })).disconnect();
     return true;
-  } catch {
-    return false;
+  } catch (err) {
+    // Refusing a password is answering.
+    return err instanceof AuthError;
   }
 }

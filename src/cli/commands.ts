@@ -21,6 +21,8 @@ import { destroyLocal, planDestroy, renderDestroy } from './destroy.js';
 import type { Io } from './io.js';
 import { withClusterLock, type ClusterLock } from './clusterLock.js';
 import { withLocalLock } from './lock.js';
+import { useCredentials } from '../live/auth.js';
+import { loadCredentials } from '../spec/secrets.js';
 
 export const EXIT_OK = 0;
 export const EXIT_ERROR = 1;
@@ -53,6 +55,8 @@ export async function validateCommand(opts: { file: string; json?: boolean }, io
  * cannot be read would otherwise fail only after the Redis ports had been dialled.
  */
 async function checkLocalFiles(desired: DesiredCluster): Promise<void> {
+  // The password too: read now, kept for this run only (live/auth.ts), never written anywhere.
+  useCredentials(await loadCredentials(desired));
   if (desired.connection !== 'ssh') return;
   for (const file of new Set(desired.nodes.map((n) => n.ssh.identityFile).filter((f): f is string => f !== undefined))) {
     await access(file, constants.R_OK).catch((err: NodeJS.ErrnoException) => {
@@ -224,6 +228,7 @@ async function refuseStalePlan(plan: Plan, planFile: string): Promise<void> {
 
 export async function statusCommand(opts: { file: string; json?: boolean }, io: Io): Promise<number> {
   const desired = await loadDesired(opts.file, io);
+  await checkLocalFiles(desired);
   const live = await inspectCluster(desired);
   const status = clusterStatus(live);
   if (opts.json) io.out(JSON.stringify({ cluster: desired.name, ...status }, null, 2));
@@ -239,6 +244,7 @@ export async function destroyCommand(opts: { file: string; autoApprove?: boolean
         `rcluster will not stop nodes or delete data on other hosts in this version.`,
     );
   }
+  await checkLocalFiles(desired);
   return withLocalLock(desired, () => destroyLocked(desired, opts, io));
 }
 

@@ -2,6 +2,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { RclusterError, SpecError } from '../errors.js';
 import { applyCommand, destroyCommand, EXIT_ERROR, planCommand, statusCommand, validateCommand } from './commands.js';
 import { processIo, type Io } from './io.js';
+import { scrubSecrets, useCredentials } from '../live/auth.js';
 
 const FILE_HELP = 'the cluster spec (YAML)';
 
@@ -99,8 +100,10 @@ Exit codes: 0 ok, 1 error (or unhealthy for status), 2 changes pending (plan --d
 }
 
 /** Runs the CLI and returns the exit code. Known failures print one or two lines, never a stack. */
-export async function main(argv: string[], io: Io = processIo): Promise<number> {
+export async function main(argv: string[], rawIo: Io = processIo): Promise<number> {
   let code = 0;
+  // Whatever a server echoes back (a rejected ACL rule, say) never carries a password out.
+  const io: Io = { ...rawIo, out: (t) => rawIo.out(scrubSecrets(t)), err: (t) => rawIo.err(scrubSecrets(t)) };
   const program = buildProgram(io, (c) => (code = c));
   try {
     await program.parseAsync(argv);
@@ -117,5 +120,7 @@ export async function main(argv: string[], io: Io = processIo): Promise<number> 
     if (process.env['RCLUSTER_DEBUG']) io.err(e?.stack ?? '');
     else io.err('(this is unexpected; run with RCLUSTER_DEBUG=1 for details, and please report it)');
     return EXIT_ERROR;
+  } finally {
+    useCredentials(undefined);
   }
 }

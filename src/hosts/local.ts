@@ -22,9 +22,13 @@ export function createLocalDriver(): HostDriver {
       try {
         await mkdir(dirname(path), { recursive: true });
         const previous = await stat(path).catch(() => null);
-        await writeFile(tmp, content, { mode: previous ? previous.mode & 0o777 : 0o644 });
-        if (previous) await chmod(tmp, previous.mode & 0o777);
-        if (opts?.backup && previous) await copyFile(path, `${path}.rcluster.bak`);
+        const mode = previous ? previous.mode & 0o777 & (opts?.mode ?? 0o777) : (opts?.mode ?? 0o644);
+        await writeFile(tmp, content, { mode });
+        await chmod(tmp, mode);
+        if (opts?.backup && previous) {
+          await copyFile(path, `${path}.rcluster.bak`);
+          await chmod(`${path}.rcluster.bak`, mode);
+        }
         await rename(tmp, path);
       } catch (err) {
         await rm(tmp, { force: true });

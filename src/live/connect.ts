@@ -1,8 +1,14 @@
 import { Redis } from 'ioredis';
+import { authenticate } from './auth.js';
 
 export interface ConnectOptions {
   connectTimeoutMs?: number;
   commandTimeoutMs?: number;
+  /**
+   * Log in with this password (null: none) instead of the cluster's: a standalone redis that a
+   * node replaces has the password of its own config file, if any.
+   */
+  password?: string | null;
 }
 
 export function splitAddress(address: string): { host: string; port: number } {
@@ -51,6 +57,15 @@ export async function connectNode(address: string, opts: ConnectOptions = {}): P
     throw reason ?? err;
   } finally {
     clearTimeout(timer);
+  }
+  // Every connection rcluster makes logs in here (inspection, apply, migrations, the lock), with
+  // the password of this run (live/auth.ts) when the spec gives one.
+  try {
+    if (opts.password === undefined) await authenticate(client, address);
+    else if (opts.password !== null) await client.call('AUTH', opts.password);
+  } catch (err) {
+    client.disconnect();
+    throw err;
   }
   return client;
 }

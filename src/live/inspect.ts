@@ -4,10 +4,11 @@ import pLimit from 'p-limit';
 import type { HostDriver } from '../hosts/driver.js';
 import type { DesiredCluster, DesiredNode } from '../spec/types.js';
 import { connectNode, describeRedisError, splitAddress } from './connect.js';
+import { acceptedBy, AuthError, credentials, isNoAuth, noAuthMessage, passwordHash } from './auth.js';
 import { unlistedNode } from '../spec/normalize.js';
 import { slotList } from '../plan/slots.js';
 import { parseClusterNodes, parseInfo, parseKeyspaceKeys, parseReplication } from './parse.js';
-import { HostError, HostUnreachableError } from '../errors.js';
+import { HostError, HostUnreachableError, PlanError } from '../errors.js';
 import { readDirective } from '../provision/redisConf.js';
 import { serviceCommands } from '../provision/service.js';
 import { sh } from '../hosts/shell.js';
@@ -65,6 +66,9 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeo
   try {
     client = await connectNode(node.address, commandTimeoutMs !== undefined ? { commandTimeoutMs } : {});
   } catch (err) {
+    // A node that refuses every password rcluster has cannot be read, and must not pass for a
+    // stopped one (that would be restarted).
+    if (err instanceof AuthError) throw err;
     // A refused connection is a stopped node; a timeout is not: the node may be busy (a long
     // command, a fork) or its host unreachable, and restarting it would be the worst answer.
     if (describeRedisError(err) === 'timed out') return { ...base, unresponsive: true, error: 'the connection timed out' };
@@ -97,14 +101,44 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeo
       const mine = live.view.find((e) => e.myself);
       if (mine?.role === 'master' && live.keys > 0) live.slotKeys = await keysPerSlot(client, slotList(mine.slots));
     }
+    const auth = await authState(client, node.address);
+    if (auth) live.auth = auth;
     return live;
   } catch (err) {
+    if (isNoAuth(err)) throw new PlanError(noAuthMessage(node.address));
     const why = describeRedisError(err);
     const error = why === 'timed out' ? `no reply within ${commandTimeoutMs ?? 10_000} ms (timeouts.command)` : why;
     return { ...base, reachable: true, unresponsive: true, error };
   } finally {
     client.disconnect();
   }
+}
+
+/**
+ * Whether the node's passwords are the spec's: the passwords it accepts (ACL GETUSER default
+ * lists their SHA-256, so no password is read back) and the one it gives its master (masterauth).
+ */
+async function authState(client: Redis, address: string): Promise<LiveNode['auth']> {
+  const c = credentials();
+  if (!c) return undefined;
+  const by = acceptedBy(address) ?? 'password';
+  const reply = (await client.call('ACL', 'GETUSER', 'default')) as unknown[];
+  const field = (name: string): string[] => {
+    const i = reply.findIndex((x) => String(x) === name);
+    return i >= 0 && Array.isArray(reply[i + 1]) ? (reply[i + 1] as unknown[]).map(String) : [];
+  };
+  const have = new Set(field('passwords'));
+  const mine = passwordHash(c.password);
+  const previous = c.previous !== undefined ? passwordHash(c.previous) : undefined;
+  const accepts = {
+    password: have.has(mine),
+    previous: previous !== undefined && have.has(previous),
+    others: [...have].filter((h) => h !== mine && h !== previous).length,
+    nopass: field('flags').includes('nopass'),
+  };
+  const passwordsOk = accepts.password && accepts.others === 0 && !accepts.nopass && accepts.previous === (previous !== undefined);
+  const masterauth = ((await client.call('CONFIG', 'GET', 'masterauth')) as string[])[1] ?? '';
+  return { acceptedBy: by, accepts, passwordsOk, masterauthOk: masterauth === c.password };
 }
 
 /** Promise.all that waits for every promise before rejecting with the first failure. */
@@ -157,7 +191,14 @@ async function readHostFacts(node: DesiredNode, driver: HostDriver): Promise<Hos
     // The file's own server, asked from the host itself: a packaged redis often binds only
     // 127.0.0.1, where rcluster cannot reach it from outside, and its keys must still be seen.
     const own = configText === null ? undefined : ownAddress(configText);
-    if (own) probe.push(`printf 'dbsize=%s\\n' "$(redis-cli -h ${sh(own.host)} -p ${own.port} dbsize 2>&1 | head -n 1)"`);
+    if (own) {
+      // redis-cli logs in with the password in the file itself (REDISCLI_AUTH, read on the host),
+      // so that no password travels in a command line; a wrong one fails closed (no count).
+      probe.push(
+        `pw=$(sed -n 's/^[[:space:]]*requirepass[[:space:]][[:space:]]*//p' ${sh(configFile)} 2>/dev/null | tail -n 1); pw=\${pw#\\"}; pw=\${pw%\\"}; if [ -n "$pw" ]; then REDISCLI_AUTH=$pw; export REDISCLI_AUTH; fi`,
+        `printf 'dbsize=%s\\n' "$(redis-cli -h ${sh(own.host)} -p ${own.port} dbsize 2>&1 | grep -v '^Warning' | head -n 1)"`,
+      );
+    }
     const out = (await driver.run(node.host, probe.join('; '))).stdout;
     facts.serviceExists = !out.includes('service=no');
     facts.configWritable = configText === null || !out.includes('writable=no');
@@ -171,16 +212,27 @@ async function readHostFacts(node: DesiredNode, driver: HostDriver): Promise<Hos
   const port = configText === null ? undefined : Number(readDirective(configText, 'port') ?? 6379);
   if (port !== undefined && port !== node.port && Number.isInteger(port) && port > 0) {
     const address = `${node.host}:${port}`;
+    let client: Redis | undefined;
     try {
-      const client = await connectNode(address, { connectTimeoutMs: 1000 });
+      // It logs in with its own file's password: it is not a member of the cluster yet.
+      client = await connectNode(address, { connectTimeoutMs: 1000, password: readDirective(configText as string, 'requirepass') ?? null });
+    } catch (err) {
+      // Nothing answers on the old port: nothing to stop. Anything else (a password it refuses)
+      // is a server whose keys cannot be counted, and it would be stopped: refused.
+      const why = describeRedisError(err);
+      if (!['connection refused', 'timed out', 'host unreachable'].includes(why)) {
+        throw new PlanError(`${address} (the redis of ${configFile}) answers but rcluster cannot count its keys (${why}); rcluster will not replace a server whose keys it cannot count`);
+      }
+    }
+    if (client) {
       try {
         const info = parseInfo(await client.info());
         facts.standalone = { address, clusterEnabled: info['cluster_enabled'] === '1', keys: parseKeyspaceKeys(info) };
+      } catch (err) {
+        throw new PlanError(`${address} (the redis of ${configFile}) answers but rcluster cannot count its keys (${describeRedisError(err)}); rcluster will not replace a server whose keys it cannot count`);
       } finally {
         client.disconnect();
       }
-    } catch {
-      // Nothing answers on the old port: nothing to stop.
     }
   }
   return facts;

@@ -81,6 +81,19 @@ export interface LiveNode {
    * host. `facts` is then unknown; the node itself may still answer.
    */
   hostDown?: string;
+  /**
+   * With a password in the spec: which password the node took when rcluster logged in, whether
+   * it accepts exactly the spec's (and, while rotating, the previous one), and whether its
+   * masterauth is the spec's. Only comparisons: no password is kept.
+   */
+  auth?: {
+    acceptedBy: 'password' | 'previous' | 'none';
+    /** What its default user accepts: the spec's password, the previous one, how many others, or anything (nopass). */
+    accepts: { password: boolean; previous: boolean; others: number; nopass: boolean };
+    /** It accepts exactly what the spec asks: the password, and the previous one while rotating. */
+    passwordsOk: boolean;
+    masterauthOk: boolean;
+  };
 }
 
 /** A node's files and service, as read through its host. */

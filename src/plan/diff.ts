@@ -34,17 +34,12 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const warnings: string[] = [];
   const liveByAddress = new Map(live.nodes.map((n) => [n.address, n]));
 
-  const withPassword = desired.nodes.find((n) => 'requirepass' in n.redis.config);
-  if (withPassword) {
-    throw new PlanError(
-      `redis.config.requirepass: rcluster cannot log in to password-protected nodes yet (passwords from an environment variable come in a later version); remove it for now`,
-    );
-  }
-  if (desired.connection === 'ssh' && !desired.nodes.some((n) => 'protected-mode' in n.redis.config)) {
+  if (desired.connection === 'ssh' && !desired.auth && !desired.nodes.some((n) => 'protected-mode' in n.redis.config)) {
     warnings.push(
-      'the cluster has no password: rcluster sets protected-mode no so that replicas on other hosts can sync (bind stays on each node\'s own address); anyone who can reach those addresses can use the cluster',
+      'the cluster has no password: rcluster sets protected-mode no so that replicas on other hosts can sync (bind stays on each node\'s own address); anyone who can reach those addresses can use the cluster. Set redis.passwordEnv (or passwordFile) to give it one',
     );
   }
+  warnings.push(...passwordWarnings(desired, live));
   const states = desired.nodes.map((node) => nodeState(desired, node, liveByAddress.get(node.address)));
   // Provisioning runs in parallel; live changes next; restarts of running nodes last, one at a
   // time and replicas first, so that a shard never loses its master and replica together.
@@ -357,3 +352,20 @@ export function selfOf(s: NodeState, anchor: NodeState): ClusterNodeEntry | unde
   return { ...me, role: seen.role, masterId: seen.masterId, slots: seen.slots };
 }
 
+
+/**
+ * A password change that clients will feel: nodes that had none start refusing clients that send
+ * none. (A rotation needs the previous password in the spec, or rcluster could not log in, and
+ * then the nodes accept both.)
+ */
+function passwordWarnings(desired: DesiredCluster, live: LiveCluster): string[] {
+  if (!desired.auth) return [];
+  const listed = new Set(desired.nodes.map((n) => n.address));
+  const members = live.nodes.filter((n) => listed.has(n.address) && n.reachable && n.clusterEnabled && n.auth);
+  const out: string[] = [];
+  const open = members.filter((n) => n.auth?.acceptedBy === 'none');
+  if (open.length > 0) {
+    out.push(`${open.length} running node(s) have no password yet (${open.map((n) => n.address).slice(0, 3).join(', ')}${open.length > 3 ? ', …' : ''}): once this applies, clients must send the password`);
+  }
+  return out;
+}

@@ -1,10 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { UsageError } from '../errors.js';
 import type { Plan } from './types.js';
+import { scrubSecrets } from '../live/auth.js';
 
 /** A saved plan is JSON: the spec as planned, the live fingerprint, and the steps. */
 export function serializePlan(plan: Plan): string {
-  return JSON.stringify({ rclusterPlan: true, ...plan }, null, 2) + '\n';
+  // A plan names where a password comes from, never the password; the scrub is a second guard.
+  return scrubSecrets(JSON.stringify({ rclusterPlan: true, ...plan }, null, 2)) + '\n';
 }
 
 export function isPlanText(text: string): boolean {

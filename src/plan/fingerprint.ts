@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { ClusterNodeEntry, LiveCluster } from '../live/types.js';
+import { maskConfigText } from '../live/auth.js';
 
 /**
  * A hash of what the plan was computed from: who is reachable, each node's own entry
@@ -35,7 +36,10 @@ export function nodeFingerprints(live: LiveCluster): Record<string, string> {
       own ? entry(own) : null,
       counts,
       n.onDisk ? n.onDisk.view.map(entry) : null,
-      n.facts ? [n.facts.configFile, n.facts.configText === null ? null : createHash('sha256').update(n.facts.configText).digest('hex')] : null,
+      // Passwords in the file are hashed as what they are (the spec's, another), never as
+      // themselves: a plan file must not carry anything a password could be guessed against.
+      n.facts ? [n.facts.configFile, n.facts.configText === null ? null : createHash('sha256').update(maskConfigText(n.facts.configText)).digest('hex')] : null,
+      n.auth ? [n.auth.acceptedBy, n.auth.accepts, n.auth.masterauthOk] : null,
       n.facts?.standalone ? [n.facts.standalone.address, n.facts.standalone.clusterEnabled] : null,
       // Whether data sits where the plan refuses it (a standalone redis, a node outside the
       // cluster): a plan saved while it was empty must not strand keys that arrived since.

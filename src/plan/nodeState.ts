@@ -3,6 +3,7 @@ import { HostError, PlanError } from '../errors.js';
 import { renderNodeConf } from '../provision/nodeConf.js';
 import { configDiff, needsRestart } from '../provision/redisConf.js';
 import type { ClusterNodeEntry, LiveNode } from '../live/types.js';
+import { credentials, describePassword, maskConfigText, SECRET_DIRECTIVES, type Credentials } from '../live/auth.js';
 import type { DesiredCluster, DesiredNode } from '../spec/types.js';
 import type { ConfigChange, Step } from './types.js';
 
@@ -202,9 +203,47 @@ function configChange(desired: DesiredCluster, node: DesiredNode, live: LiveNode
     if (desired.connection === 'local') return undefined;
     throw new HostError(node.host, `read ${facts.configFile}`, 'no such file; redis.configFile must name the node\'s existing redis.conf');
   }
-  const result = renderNodeConf(node, { connection: desired.connection, replicasPerMaster: desired.replicasPerMaster, redisVersion: facts.redisVersion }, facts.configText);
-  if (result.changed.length > 0 && !facts.configWritable) {
+  const c = credentials();
+  const ctx = { connection: desired.connection, replicasPerMaster: desired.replicasPerMaster, redisVersion: facts.redisVersion, ...(c ? { password: c.password } : {}) };
+  const result = renderNodeConf(node, ctx, facts.configText);
+  const changed: ConfigChange['changed'] = result.changed.map((ch) => (SECRET_DIRECTIVES.has(ch.directive.toLowerCase()) ? maskChange(ch, c) : ch));
+  if (c && live?.auth) changed.push(...authDrift(live.auth, c, changed));
+  if (changed.length > 0 && !facts.configWritable) {
     throw new HostError(node.host, `write ${facts.configFile}`, 'not writable by the SSH user (rcluster writes a temp file beside it and renames it)');
   }
-  return { path: facts.configFile, changed: result.changed, diff: result.changed.length > 0 ? configDiff(facts.configFile, facts.configText, result.text) : '' };
+  // The diff shows what each password is, never the password.
+  const diff = result.changed.length > 0 ? configDiff(facts.configFile, maskConfigText(facts.configText), maskConfigText(result.text)) : '';
+  return { path: facts.configFile, changed, diff };
+}
+
+function maskChange(ch: { directive: string; from: string | null; to: string }, c: Credentials | undefined): ConfigChange['changed'][number] {
+  const to = ch.directive.toLowerCase() === 'requirepass' && c ? acceptedText(c) : (describePassword(ch.to) ?? '');
+  return { directive: ch.directive, from: describePassword(ch.from), to, secret: true };
+}
+
+/** What the nodes are to accept: the spec's password, and while rotating the previous one. */
+function acceptedText(c: Credentials): string {
+  return c.previous !== undefined ? `(the password from ${c.source}; the previous one, from ${c.previousSource}, is accepted too)` : `(the password from ${c.source})`;
+}
+
+/**
+ * A running node whose file already says the right thing may still accept other passwords (a
+ * rotation whose previous password has just left the spec) or give its master another one: the
+ * live change the plan makes then, with the file left as it is.
+ */
+function authDrift(auth: NonNullable<LiveNode['auth']>, c: Credentials, inFile: ConfigChange['changed']): ConfigChange['changed'] {
+  const out: ConfigChange['changed'] = [];
+  const has = (d: string) => inFile.some((ch) => ch.directive === d);
+  if (!auth.passwordsOk && !has('requirepass')) {
+    const a = auth.accepts;
+    const now = [
+      ...(a.password ? [`the password from ${c.source}`] : []),
+      ...(a.previous ? [`the previous one, from ${c.previousSource}`] : []),
+      ...(a.others > 0 ? [`${a.others} other password(s)`] : []),
+    ];
+    const from = a.nopass ? '(any password: nopass)' : now.length > 0 ? `(accepts ${now.join(' and ')})` : null;
+    out.push({ directive: 'requirepass', from, to: acceptedText(c), secret: true });
+  }
+  if (!auth.masterauthOk && !has('masterauth')) out.push({ directive: 'masterauth', from: '(another password, or none)', to: `(the password from ${c.source})`, secret: true });
+  return out;
 }

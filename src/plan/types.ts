@@ -79,7 +79,11 @@ export type StepKind = Step['kind'];
 /** An edit of a node's config file, as the plan shows it. */
 export interface ConfigChange {
   path: string;
-  changed: { directive: string; from: string | null; to: string }[];
+  /**
+   * `secret`: a password directive. `from` and `to` then say what the value is ("(the password
+   * from $REDIS_PASSWORD)"), never the value; apply takes the value from this run's credentials.
+   */
+  changed: { directive: string; from: string | null; to: string; secret?: true }[];
   /** Unified diff of the file. */
   diff: string;
 }

@@ -10,6 +10,8 @@ export interface ConfContext {
   replicasPerMaster: number;
   /** The redis-server version on the node's host, when known: some directives need 7.0. */
   redisVersion?: string;
+  /** The cluster's password (requirepass and masterauth), when the spec gives one. */
+  password?: string;
 }
 
 export function ownedDirectives(node: DesiredNode, ctx: ConfContext): ConfEdit[] {
@@ -28,10 +30,14 @@ export function ownedDirectives(node: DesiredNode, ctx: ConfContext): ConfEdit[]
     // peers from learning each other by whatever source address the kernel picked.
     edits.push({ directive: 'cluster-announce-ip', value: node.host });
   }
-  if (connection === 'ssh' && !('protected-mode' in r.config)) {
+  if (ctx.password !== undefined) {
+    // Clients and rcluster log in with it; replicas give it to their master.
+    edits.push({ directive: 'requirepass', value: ctx.password }, { directive: 'masterauth', value: ctx.password });
+  } else if (connection === 'ssh' && !('protected-mode' in r.config)) {
     // Redis 7's protected mode trusts only 127.0.0.1 and ::1 when there is no password: a
     // replica on another host would get -DENIED on every sync and could never fail over.
-    // bind (above) keeps the node on its own address.
+    // bind (above) keeps the node on its own address. With a password, protected mode is off
+    // by itself.
     edits.push({ directive: 'protected-mode', value: 'no' });
   }
   if (connection === 'ssh' && ctx.replicasPerMaster > 0 && atLeast(ctx.redisVersion, 7) && !('repl-diskless-sync-max-replicas' in r.config)) {

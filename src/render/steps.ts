@@ -16,7 +16,9 @@ export function describeStep(step: Step): string {
       return `restart ${step.node}${via(step.service)} (${step.reason})${first}`;
     }
     case 'set_config':
-      return `set ${step.config.changed.map((c) => `${c.directive} ${c.to}`).join(', ')} on ${step.node} live (no restart)`;
+      // A password is shown as what it is; a live-only password change (the file already says
+      // it) has no diff below, so it says what the node accepts now.
+      return `set ${step.config.changed.map((c) => (c.secret && c.from !== null && !step.config.diff ? `${c.directive} ${c.from} → ${c.to}` : `${c.directive} ${c.to}`)).join(', ')} on ${step.node} live (no restart)`;
     case 'set_config_epoch':
       return `set config epoch ${step.epoch} on ${step.node}`;
     case 'meet_node':

@@ -2,7 +2,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { parseAddress } from './address.js';
 import type { RawSpec, RawSsh } from './raw.js';
-import type { ConnectionKind, DesiredCluster, DesiredNode, NodeRedisSettings, RedisSettings, SshSettings } from './types.js';
+import type { AuthSpec, ConnectionKind, DesiredCluster, DesiredNode, NodeRedisSettings, RedisSettings, SecretRef, SshSettings } from './types.js';
 import { DEFAULT_TIMEOUTS } from './types.js';
 
 export const DEFAULT_SSH_PORT = 22;
@@ -64,6 +64,10 @@ export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
     };
   });
 
+  const password = secretRef(raw.redis?.passwordEnv, raw.redis?.passwordFile, dir);
+  const previous = secretRef(raw.redis?.previousPasswordEnv, raw.redis?.previousPasswordFile, dir);
+  const auth: AuthSpec | undefined = password ? { password, ...(previous ? { previous } : {}) } : undefined;
+
   return {
     name: raw.name,
     connection,
@@ -76,9 +80,16 @@ export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
       waitMs: raw.timeouts?.wait ?? DEFAULT_TIMEOUTS.waitMs,
       transferRate: raw.timeouts?.transferRate ?? DEFAULT_TIMEOUTS.transferRate,
     },
+    ...(auth ? { auth } : {}),
     defaults: { ssh: clusterSsh, redis },
     source: { file, dir },
   };
+}
+
+function secretRef(env: string | undefined, file: string | undefined, dir: string): SecretRef | undefined {
+  if (env !== undefined) return { env };
+  if (file !== undefined) return { file: localPath(file, dir) };
+  return undefined;
 }
 
 /**

@@ -12,6 +12,10 @@ export interface RawSpec {
     clusterConfigFile?: string;
     nodeTimeout?: number;
     config?: Record<string, string | number | boolean>;
+    passwordEnv?: string;
+    passwordFile?: string;
+    previousPasswordEnv?: string;
+    previousPasswordFile?: string;
   };
   replicasPerMaster?: number;
   masters?: number;

@@ -15,6 +15,9 @@ const MANAGED_DIRECTIVES: Record<string, string> = {
   bind: 'nodes (each node binds its own address)',
 };
 
+/** Password directives: rcluster sets them from redis.passwordEnv / passwordFile. */
+const SECRET_DIRECTIVES_IN_CONFIG = new Set(['requirepass', 'masterauth', 'masteruser']);
+
 /** With connection: local rcluster runs the processes itself, and needs these as it sets them. */
 const LOCAL_MANAGED_DIRECTIVES: Record<string, string> = {
   daemonize: 'rcluster (always yes for local nodes)',
@@ -111,8 +114,30 @@ function redisIssues(data: Record<string, unknown>): Issue[] {
   if (!isPlainObject(redis)) return [];
   const out: Issue[] = [];
   const config = redis.config;
+  const hasPassword = redis.passwordEnv !== undefined || redis.passwordFile !== undefined;
+  if (redis.passwordEnv !== undefined && redis.passwordFile !== undefined) {
+    out.push(error(['redis', 'passwordFile'], 'give the password either as redis.passwordEnv or as redis.passwordFile, not both', 'key'));
+  }
+  if (redis.previousPasswordEnv !== undefined && redis.previousPasswordFile !== undefined) {
+    out.push(error(['redis', 'previousPasswordFile'], 'give the previous password either as redis.previousPasswordEnv or as redis.previousPasswordFile, not both', 'key'));
+  }
+  for (const field of ['previousPasswordEnv', 'previousPasswordFile'] as const) {
+    if (redis[field] !== undefined && !hasPassword) {
+      out.push(error(['redis', field], `redis.${field} is the password being rotated away from; it needs the new one in redis.passwordEnv or redis.passwordFile`, 'key'));
+    }
+  }
   if (isPlainObject(config)) {
     for (const directive of Object.keys(config)) {
+      if (SECRET_DIRECTIVES_IN_CONFIG.has(directive.toLowerCase())) {
+        out.push(
+          error(
+            ['redis', 'config', directive],
+            `redis.config must not set "${directive}": a password written in the spec ends up in version control; give it with redis.passwordEnv or redis.passwordFile, and rcluster sets requirepass and masterauth from it`,
+            'key',
+          ),
+        );
+        continue;
+      }
       const owner = MANAGED_DIRECTIVES[directive.toLowerCase()] ?? (data.connection === 'local' ? LOCAL_MANAGED_DIRECTIVES[directive.toLowerCase()] : undefined);
       if (owner) out.push(error(['redis', 'config', directive], `redis.config must not set "${directive}": it comes from ${owner}`, 'key'));
     }

@@ -66,6 +66,19 @@ export function dataTimeoutMs(t: Timeouts, bytes: number): number {
   return t.waitMs + Math.ceil(bytes / (t.transferRate * 1000));
 }
 
+/** Where a secret comes from: an environment variable, or a file on this machine (absolute path). */
+export type SecretRef = { env: string } | { file: string };
+
+/**
+ * The cluster's password, by reference only: the value is read when a command runs
+ * (spec/secrets.ts) and never enters the spec, a plan or a plan file.
+ */
+export interface AuthSpec {
+  password: SecretRef;
+  /** While rotating: the password the nodes still accept alongside the new one. */
+  previous?: SecretRef;
+}
+
 export interface DesiredCluster {
   name: string;
   connection: ConnectionKind;
@@ -79,6 +92,8 @@ export interface DesiredCluster {
   mastersExplicit: boolean;
   nodes: DesiredNode[];
   timeouts: Timeouts;
+  /** requirepass and masterauth of every node, and rcluster's own login. */
+  auth?: AuthSpec;
   /**
    * The cluster-wide SSH and redis settings, with {host} and {port} unresolved: what a node that
    * is no longer listed (and is being removed) is reached and stopped with.

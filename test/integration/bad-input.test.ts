@@ -48,6 +48,8 @@ const CORPUS: [string, string, RegExp][] = [
   ['a config value of the wrong type', spec(`redis:\n  config:\n    save: [1, 2]\nnodes:\n${NODES}\n`), /cluster\.yaml:4:\d+: "save" must be a string, number or boolean/],
   ['a bad connection value', spec(`connection: telnet\nnodes:\n${NODES}\n`), /cluster\.yaml:2:\d+: .*connection/],
   ['a bad host key policy', spec(`${ssh('  hostKeyPolicy: yolo\n')}nodes:\n${NODES}\n`), /cluster\.yaml:\d+:\d+: .*hostKeyPolicy/],
+  ['a password in redis.config', spec(`redis:\n  config:\n    requirepass: hunter2hunter2\nnodes:\n${NODES}\n`), /cluster\.yaml:4:5: redis\.config must not set "requirepass": a password written in the spec/],
+  ['a password from both a variable and a file', spec(`redis:\n  passwordEnv: PW\n  passwordFile: pw\nnodes:\n${NODES}\n`), /cluster\.yaml:4:3: give the password either as redis\.passwordEnv or as redis\.passwordFile, not both/],
   ['nodeTimeout too small', spec(`redis:\n  nodeTimeout: 50\nnodes:\n${NODES}\n`), /cluster\.yaml:3:16: "nodeTimeout" must be an integer of at least 100/],
 ];
 
@@ -104,6 +106,24 @@ describe('the bad-input corpus: exit 1, a position or a named reason, no stack t
         return file;
       },
       /ssh\.identityFile .*no-such-key: cannot read it/,
+    ],
+    [
+      'a password variable that is not set',
+      () => {
+        const file = join(dir, 'pw-env.yaml');
+        writeFileSync(file, spec(`redis:\n  passwordEnv: RCLUSTER_BAD_INPUT_UNSET\nnodes:\n${NODES}\n`));
+        return file;
+      },
+      /redis\.passwordEnv: \$RCLUSTER_BAD_INPUT_UNSET is not set \(or empty\) in rcluster's environment; nothing was contacted/,
+    ],
+    [
+      'a password file that cannot be read',
+      () => {
+        const file = join(dir, 'pw-file.yaml');
+        writeFileSync(file, spec(`redis:\n  passwordFile: ./no-such-secret\nnodes:\n${NODES}\n`));
+        return file;
+      },
+      /redis\.passwordFile: .*no-such-secret: cannot read it \(no such file\); nothing was contacted/,
     ],
   ] as const)('%s', async (_what, make, expected) => {
     const r = await rcluster('plan', '-f', make());

@@ -16,8 +16,8 @@ export function valueOf(i: number, bytes: number): string {
 }
 
 /** address of the master owning each slot, read from one node. */
-async function slotOwners(seed: string): Promise<string[]> {
-  const c = connect(seed);
+async function slotOwners(seed: string, password?: string): Promise<string[]> {
+  const c = connect(seed, password);
   try {
     const slots = (await c.call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
     const owner = new Array<string>(16384);
@@ -28,16 +28,16 @@ async function slotOwners(seed: string): Promise<string[]> {
   }
 }
 
-function connect(address: string): Redis {
+function connect(address: string, password?: string): Redis {
   const i = address.lastIndexOf(':');
-  const r = new Redis({ host: address.slice(0, i), port: Number(address.slice(i + 1)), maxRetriesPerRequest: 1, lazyConnect: false });
+  const r = new Redis({ host: address.slice(0, i), port: Number(address.slice(i + 1)), maxRetriesPerRequest: 1, lazyConnect: false, ...(password !== undefined ? { password } : {}) });
   r.on('error', () => {});
   return r;
 }
 
 /** Run `fn` for keys [0, count) grouped by owner, `batch` keys per pipeline. */
-async function byOwner(seed: string, count: number, batch: number, fn: (client: Redis, ids: number[]) => Promise<void>): Promise<void> {
-  const owner = await slotOwners(seed);
+async function byOwner(seed: string, count: number, batch: number, fn: (client: Redis, ids: number[]) => Promise<void>, password?: string): Promise<void> {
+  const owner = await slotOwners(seed, password);
   const groups = new Map<string, number[]>();
   for (let i = 0; i < count; i++) {
     const a = owner[calculateSlot(keyName(i))] as string;
@@ -47,7 +47,7 @@ async function byOwner(seed: string, count: number, batch: number, fn: (client: 
   }
   await Promise.all(
     [...groups].map(async ([address, ids]) => {
-      const client = connect(address);
+      const client = connect(address, password);
       try {
         for (let k = 0; k < ids.length; k += batch) await fn(client, ids.slice(k, k + batch));
       } finally {
@@ -57,18 +57,19 @@ async function byOwner(seed: string, count: number, batch: number, fn: (client: 
   );
 }
 
-export async function loadKeys(seed: string, count: number, valueBytes = 100): Promise<void> {
+/** `password`: the cluster's, when it has one. */
+export async function loadKeys(seed: string, count: number, valueBytes = 100, password?: string): Promise<void> {
   await byOwner(seed, count, 5000, async (client, ids) => {
     const p = client.pipeline();
     for (const i of ids) p.set(keyName(i), valueOf(i, valueBytes));
     const res = (await p.exec()) ?? [];
     const failed = res.find(([err]) => err);
     if (failed?.[0]) throw failed[0];
-  });
+  }, password);
 }
 
 /** Keys of [0, count) that are missing or hold another value, read from their current owners. */
-export async function badKeys(seed: string, count: number, valueBytes = 100): Promise<string[]> {
+export async function badKeys(seed: string, count: number, valueBytes = 100, password?: string): Promise<string[]> {
   const bad: string[] = [];
   await byOwner(seed, count, 5000, async (client, ids) => {
     const p = client.pipeline();
@@ -78,6 +79,6 @@ export async function badKeys(seed: string, count: number, valueBytes = 100): Pr
       const i = ids[j] as number;
       if (err || v !== valueOf(i, valueBytes)) bad.push(`${keyName(i)}: ${err ? err.message : v === null ? 'missing' : 'wrong value'}`);
     });
-  });
+  }, password);
   return bad;
 }

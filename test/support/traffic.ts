@@ -10,9 +10,11 @@ export interface Writer {
   finish(): Promise<{ acked: number; wrong: string[] }>;
 }
 
-export function writeThroughout(seed: { host: string; port: number }, prefix = 'fo:'): Writer {
+/** `password`: the one this client logs in with, when the cluster has one. */
+export function writeThroughout(seed: { host: string; port: number }, prefix = 'fo:', password?: string): Writer {
   // A short command timeout: a write queued to a node that died must fail, not wait for ever.
-  const client = new Cluster([seed], { maxRedirections: 64, retryDelayOnTryAgain: 20, retryDelayOnClusterDown: 50, clusterRetryStrategy: () => 50, redisOptions: { commandTimeout: 1000 } });
+  const redisOptions = { commandTimeout: 1000, ...(password !== undefined ? { password } : {}) };
+  const client = new Cluster([seed], { maxRedirections: 64, retryDelayOnTryAgain: 20, retryDelayOnClusterDown: 50, clusterRetryStrategy: () => 50, redisOptions });
   client.on('error', () => {});
   let stopped = false;
   const acked: string[] = [];

@@ -61,6 +61,10 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ['timeouts.wait too short', `name: x\ntimeouts:\n  wait: 10\n${SIX}`, 3, 9, '"wait" must be an integer of at least 1000 (got 10)'],
     ['timeouts.transferRate 0', `name: x\ntimeouts:\n  transferRate: 0\n${SIX}`, 3, 17, '"transferRate" must be a number greater than 0 (got 0)'],
     ['unknown key in timeouts', `name: x\ntimeouts:\n  commnd: 500\n${SIX}`, 3, 3, 'unknown key "commnd" in timeouts; did you mean "command"?'],
+    ['requirepass in redis.config', `name: x\nredis:\n  config:\n    requirepass: hunter22\n${SIX}`, 4, 5, 'redis.config must not set "requirepass": a password written in the spec ends up in version control; give it with redis.passwordEnv or redis.passwordFile'],
+    ['passwordEnv and passwordFile', `name: x\nredis:\n  passwordEnv: PW\n  passwordFile: ./pw\n${SIX}`, 4, 3, 'give the password either as redis.passwordEnv or as redis.passwordFile, not both'],
+    ['previousPasswordEnv alone', `name: x\nredis:\n  previousPasswordEnv: OLD\n${SIX}`, 3, 3, 'redis.previousPasswordEnv is the password being rotated away from; it needs the new one'],
+    ['passwordEnv not a variable name', `name: x\nredis:\n  passwordEnv: $PW\n${SIX}`, 3, 16, '"passwordEnv"'],
     ['preferredMaster not a boolean', `name: x\nnodes:\n  - { host: 127.0.0.1, port: 7001, preferredMaster: "yes" }\n${nodeLines(5, 7002)}\n`, 3, 53, '"preferredMaster" must be'],
     ['empty name value', `name:\n${SIX}`, 1, 1, '"name" must be a non-empty string (got an empty value)'],
     ['name that is no directory name', `name: a/b\n${SIX}`, 1, 7, '"name" may contain only letters, digits, "-", "_" and "."'],
@@ -186,6 +190,12 @@ describe('good specs', () => {
   it('takes timeouts from the spec, each defaulting on its own', () => {
     const c = requireSpec(parseSpec(`name: x\ntimeouts:\n  wait: 300000\n  transferRate: 2.5\n${SIX}`, FILE));
     expect(c.timeouts).toEqual({ commandMs: 10_000, waitMs: 300_000, transferRate: 2.5 });
+  });
+
+  it('keeps only where the password comes from: a variable name, or an absolute file path', () => {
+    const env = requireSpec(parseSpec(`name: x\nredis:\n  passwordEnv: PW\n  previousPasswordFile: old.secret\n${SIX}`, FILE));
+    expect(env.auth).toEqual({ password: { env: 'PW' }, previous: { file: join(SPEC_DIR, 'old.secret') } });
+    expect(requireSpec(parseSpec(`name: x\n${SIX}`, FILE)).auth).toBeUndefined();
   });
 
   it('computes masters from the node count and makes the rest extra replicas', () => {
