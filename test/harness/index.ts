@@ -17,7 +17,7 @@ import { connect } from 'node:net';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BOOT_SCRIPT, initScript, redisConf, sshdConfig } from './files.js';
-import { cmdline, hostPids, isAlive, kill, killUntilGone, killUntilGoneSync, mntNs, OWN_MNT_NS, startTime } from './procs.js';
+import { cmdline, hostPids, listPids, isAlive, kill, killUntilGone, killUntilGoneSync, mntNs, OWN_MNT_NS, startTime } from './procs.js';
 
 export interface TestHost {
   n: number;
@@ -62,6 +62,12 @@ export interface Harness {
   /** Rewrite knownHostsFile from the hosts' current keys. */
   writeKnownHosts(): Promise<void>;
   isUp(n: number): boolean;
+  /**
+   * The sshd of every open connection to host n dies (SIGKILL of the listener's children), as
+   * when sshd crashes or is restarted mid-command; the listener stays, so new connections work.
+   * Returns how many connections were cut.
+   */
+  dropSshConnections(n: number): number;
   /** Run `sh -c command` inside host n's mount namespace (nsenter -t <pid> -m). */
   exec(n: number, command: string, opts?: { timeoutMs?: number }): Promise<ExecResult>;
   /** Stop everything started, and remove the state dir. Idempotent. */
@@ -448,6 +454,14 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
 
   const isUp = (n: number) => anchor(get(n)) !== null;
 
+  const dropSshConnections = (n: number): number => {
+    const h = get(n);
+    if (!h.pid) return 0;
+    const children = listPids().filter((p) => parentPid(p) === h.pid);
+    for (const p of children) kill(p, 'SIGKILL');
+    return children.length;
+  };
+
   const bootHost = async (h: HostState) => {
     if (anchor(h) !== null) return;
     // A reboot empties /run: stale pidfiles must not survive (keep sshd's privsep dir).
@@ -579,6 +593,7 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
       rotateHostKey,
       writeKnownHosts,
       isUp,
+      dropSshConnections,
       exec,
       stop,
     };

@@ -18,7 +18,9 @@ function writeSpec(nodes: number[], extra: string[] = []): void {
 }
 
 async function applyOk(): Promise<string> {
-  const r = await rcluster('apply', '-f', spec.file, '--auto-approve');
+  // A wait that does not converge fails inside the test's time with rcluster's own account of
+  // what disagrees, rather than as a bare test timeout.
+  const r = await rcluster('apply', '-f', spec.file, '--auto-approve', '--wait-timeout', '25000');
   // Only the spec's own warnings (a master without a replica) may reach stderr.
   const errors = r.err.split('\n').filter((l) => l !== '' && !/: warning: /.test(l));
   expect({ code: r.code, errors }).toEqual({ code: 0, errors: [] });
