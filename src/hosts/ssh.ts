@@ -4,21 +4,22 @@
  * - One ssh2 Client per host, opened on first use and reused for every command and file transfer;
  *   callers that need the same host while it is connecting share the pending connection. A
  *   connection that drops is forgotten, and the next operation on that host reconnects.
- * - Operations on different hosts run in parallel, at most `concurrency` at a time (default 8,
- *   below OpenSSH's MaxSessions of 10 channels per connection).
+ * - Commands and files go through a long-lived `sh` on the host (remoteShell.ts): at most
+ *   `shellsPerHost` (default 2) SSH sessions per host for a whole run, however many commands it
+ *   sends, and no sftp subsystem needed. Operations on different hosts run in parallel, at most
+ *   `concurrency` at a time (default 16).
  * - Connecting (TCP + handshake + auth) times out after `connectTimeoutMs` (default 10 s); each
  *   command and file operation after `commandTimeoutMs` (default 60 s), run() may override that.
- *   A timed-out command gets SIGKILL and its channel is closed.
+ *   A timed-out command ends its shell (SIGKILL, channel closed); the next command gets a new one.
  * - Auth: the private key in `identityFile` and/or the agent at SSH_AUTH_SOCK; user defaults to the
  *   local user name, port to 22.
  * - Host keys are checked against `knownHostsFile` (see knownHosts.ts): `strict` refuses unknown
  *   and changed keys; `accept-new` appends unknown keys to the file and refuses changed ones.
- * - Files move over SFTP. writeFileAtomic writes `<path>.rcluster-tmp-<random>` beside the target,
- *   fsyncs it (when the server supports fsync@openssh.com), gives it the mode and owner of the file
- *   it replaces (a new file gets 0666 minus the server's umask), optionally copies the current file
- *   to `<path>.rcluster.bak` (the same way), then renames it over the target with
- *   posix-rename@openssh.com (or `mv -f` when that extension is missing). On failure the temp file
- *   is removed. A symlinked target is replaced by a regular file.
+ * - Files are read with `cat` and written through the shell: writeFileAtomic writes
+ *   `<path>.rcluster-tmp-<random>` beside the target, gives it the mode and owner of the file it
+ *   replaces (a new file gets `mode`, or 0666 minus the umask), optionally copies the current
+ *   file to `<path>.rcluster.bak` (mode and owner kept), fsyncs it, then renames it over the
+ *   target. On failure the temp file is removed. A symlinked target is replaced by a regular file.
  * - Errors are HostError(host, step, reason): step `ssh` for connecting, `read <path>`,
  *   `write <path>`, `run` for commands.
  */
@@ -27,10 +28,11 @@ import { randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { homedir, userInfo, constants as osConstants } from 'node:os';
 import ssh2 from 'ssh2';
-import type { Client as SshClient, ClientChannel, ConnectConfig, SFTPWrapper, Stats } from 'ssh2';
+import type { Client as SshClient, ConnectConfig } from 'ssh2';
 import pLimit from 'p-limit';
 import { HostError, HostUnreachableError } from '../errors.js';
 import { sh } from './shell.js';
+import { RemoteShell, seconds } from './remoteShell.js';
 import type { SshSettings } from '../spec/types.js';
 import type { HostDriver, RunOptions, RunResult } from './driver.js';
 import {
@@ -53,27 +55,28 @@ export interface SshDriverOptions {
   concurrency?: number;
   connectTimeoutMs?: number;
   commandTimeoutMs?: number;
+  /** Shells (SSH sessions) kept open per host; commands beyond that wait for one. Default 2. */
+  shellsPerHost?: number;
 }
 
 export interface SshDriver extends HostDriver {
   readonly kind: 'ssh';
   /** Open (or reuse) the connection to a host; fails with the same HostError an operation would. */
   connect(host: string): Promise<void>;
-  /** Counters, for tests and diagnostics: how many SSH connections reached `ready`. */
-  readonly stats: { readonly connections: number };
+  /**
+   * Counters, for tests and diagnostics: SSH connections that reached `ready`, and SSH sessions
+   * (channels running a command) opened.
+   */
+  readonly stats: { readonly connections: number; readonly sessions: number };
 }
 
 interface Conn {
   client: SshClient;
   closed: boolean;
-  sftp?: Promise<SFTPWrapper>;
-}
-
-const SFTP_NO_SUCH_FILE = 2;
-const SFTP_PERMISSION_DENIED = 3;
-
-function seconds(ms: number): string {
-  return `${Number((ms / 1000).toFixed(3))}s`;
+  /** Its shells, and callers waiting for one to come free. */
+  shells: RemoteShell[];
+  starting: number;
+  waiters: (() => void)[];
 }
 
 function expandHome(p: string): string {
@@ -82,31 +85,24 @@ function expandHome(p: string): string {
   return p;
 }
 
-function shortCommand(command: string): string {
-  const one = command.replace(/\s+/g, ' ').trim();
-  return one.length > 80 ? `${one.slice(0, 77)}...` : one;
-}
-
-function sftpReason(err: unknown): string {
-  const e = err as { code?: unknown; message?: string };
-  if (e.code === SFTP_NO_SUCH_FILE) return 'no such file or directory';
-  if (e.code === SFTP_PERMISSION_DENIED) return 'permission denied';
-  return e.message ?? String(err);
-}
-
-function isHostError(err: unknown): err is HostError {
-  return err instanceof HostError;
+/** A failed file command's reason, as the old SFTP errors said it. */
+function fileReason(stderr: string, code: number): string {
+  const text = stderr.trim();
+  if (/permission denied/i.test(text)) return 'permission denied';
+  if (/no such file or directory|directory nonexistent/i.test(text)) return 'no such file or directory';
+  return text.split('\n').slice(-2).join(' | ') || `exited ${code}`;
 }
 
 export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {}): SshDriver {
   const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   const commandTimeoutMs = opts.commandTimeoutMs ?? 60_000;
-  const limit = pLimit(opts.concurrency ?? 8);
+  const limit = pLimit(opts.concurrency ?? 16);
   const byHost = new Map<string, SshSettings>();
   for (const t of targets) byHost.set(t.host, t.ssh);
   const conns = new Map<string, Promise<Conn>>();
   let closed = false;
-  const stats = { connections: 0 };
+  const stats = { connections: 0, sessions: 0 };
+  const shellsPerHost = opts.shellsPerHost ?? 2;
 
   function settingsOf(host: string): SshSettings {
     const s = byHost.get(host);
@@ -166,7 +162,7 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
     const tried = [...(privateKey ? ['publickey'] : []), ...(agent ? ['ssh-agent'] : [])].join(', ');
 
     const client = new Client();
-    const conn: Conn = { client, closed: false };
+    const conn: Conn = { client, closed: false, shells: [], starting: 0, waiters: [] };
     let hostKeyFailure: string | null = null;
 
     return new Promise<Conn>((resolve, reject) => {
@@ -215,6 +211,8 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
       });
       client.on('close', () => {
         conn.closed = true;
+        // Callers waiting for one of its shells try again on a new connection.
+        for (const wake of conn.waiters.splice(0)) wake();
         if (!settled) settle(hostKeyFailure ? fail(hostKeyFailure) : fail('connection closed during the SSH handshake'));
       });
 
@@ -281,177 +279,61 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
     return getConn(host);
   }
 
-  function getSftp(host: string, conn: Conn, step: string): Promise<SFTPWrapper> {
-    if (!conn.sftp) {
-      const p = new Promise<SFTPWrapper>((resolve, reject) => {
+  /**
+   * A shell on the host that is free now: an idle one, a new one while the host has fewer than
+   * `shellsPerHost`, or the next to come free. A shell that died is dropped and replaced.
+   */
+  async function acquireShell(host: string, step: string): Promise<{ shell: RemoteShell; release: () => void }> {
+    for (;;) {
+      const conn = await liveConn(host);
+      conn.shells = conn.shells.filter((sh) => !sh.closed);
+      const idle = conn.shells.find((sh) => !sh.busy);
+      if (idle) {
+        idle.busy = true;
+        return { shell: idle, release: () => releaseShell(conn, idle) };
+      }
+      if (conn.shells.length + conn.starting < shellsPerHost) {
+        conn.starting++;
+        let shell: RemoteShell;
         try {
-          conn.client.sftp((err, sftp) => {
-            if (err) return reject(new HostError(host, step, `cannot start SFTP: ${err.message}`));
-            sftp.on('close', () => {
-              if (conn.sftp === p) conn.sftp = undefined;
-            });
-            resolve(sftp);
-          });
-        } catch (err) {
-          reject(new HostError(host, step, `cannot start SFTP: ${(err as Error).message}`));
+          shell = await startShell(host, conn, step);
+        } finally {
+          conn.starting--;
         }
-      });
-      conn.sftp = p;
-      p.catch(() => {
-        if (conn.sftp === p) conn.sftp = undefined;
-      });
-    }
-    return conn.sftp;
-  }
-
-  /** Run an SFTP-based operation with the command timeout; on timeout the SFTP channel is closed. */
-  async function withSftp<T>(host: string, step: string, fn: (sftp: SFTPWrapper, conn: Conn) => Promise<T>): Promise<T> {
-    const conn = await liveConn(host);
-    const sftp = await getSftp(host, conn, step);
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        reject(new HostError(host, step, `timed out after ${seconds(commandTimeoutMs)}`));
-        sftp.end();
-      }, commandTimeoutMs);
-    });
-    try {
-      return await Promise.race([fn(sftp, conn), timeout]);
-    } catch (err) {
-      if (isHostError(err)) throw err;
-      throw new HostError(host, step, sftpReason(err));
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  function call<T>(fn: (cb: (err: Error | undefined | null, value?: T) => void) => void): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      try {
-        fn((err, value) => (err ? reject(err) : resolve(value as T)));
-      } catch (err) {
-        reject(err);
+        shell.busy = true;
+        conn.shells.push(shell);
+        return { shell, release: () => releaseShell(conn, shell) };
       }
-    });
-  }
-
-  async function statOrNull(sftp: SFTPWrapper, path: string): Promise<Stats | null> {
-    try {
-      return await call<Stats>((cb) => sftp.stat(path, cb));
-    } catch (err) {
-      if ((err as { code?: unknown }).code === SFTP_NO_SUCH_FILE) return null;
-      throw err;
+      await new Promise<void>((resolve) => conn.waiters.push(resolve));
     }
   }
 
-  function execOn(host: string, conn: Conn, command: string, timeoutMs: number, step = 'run'): Promise<RunResult> {
-    return new Promise<RunResult>((resolve, reject) => {
-      const onExec = (err: Error | undefined, stream: ClientChannel) => {
-        if (err) return reject(new HostError(host, step, `cannot start command: ${err.message}`));
-        const out: Buffer[] = [];
-        const errOut: Buffer[] = [];
-        let exitCode: number | null = null;
-        let exitSignal: string | null = null;
-        let timedOut = false;
-        const timer = setTimeout(() => {
-          timedOut = true;
-          try {
-            stream.signal('KILL');
-          } catch {
-            // the channel may already be gone
-          }
-          stream.close();
-          reject(new HostError(host, step, `command timed out after ${seconds(timeoutMs)}: ${shortCommand(command)}`));
-        }, timeoutMs);
-        stream.on('data', (d: Buffer) => out.push(d));
-        stream.stderr.on('data', (d: Buffer) => errOut.push(d));
-        stream.on('exit', (code: number | null, signal?: string) => {
-          if (typeof code === 'number') exitCode = code;
-          if (signal) exitSignal = signal;
+  function releaseShell(conn: Conn, shell: RemoteShell): void {
+    shell.busy = false;
+    conn.waiters.shift()?.();
+  }
+
+  function startShell(host: string, conn: Conn, step: string): Promise<RemoteShell> {
+    return new Promise<RemoteShell>((resolve, reject) => {
+      try {
+        conn.client.exec('sh', (err, channel) => {
+          if (err) return reject(new HostError(host, step, `cannot start a shell: ${err.message}`));
+          stats.sessions++;
+          RemoteShell.start(host, channel, Math.min(commandTimeoutMs, connectTimeoutMs + 5000), (why) => `cannot start a shell: ${why}`).then(resolve, reject);
         });
-        stream.on('close', (code?: number | null, signal?: string) => {
-          clearTimeout(timer);
-          if (timedOut) return;
-          if (exitCode === null && typeof code === 'number') exitCode = code;
-          if (exitSignal === null && signal) exitSignal = signal;
-          if (exitCode === null && exitSignal !== null) {
-            const name = exitSignal.startsWith('SIG') ? exitSignal : `SIG${exitSignal}`;
-            const num = (osConstants.signals as Record<string, number | undefined>)[name];
-            exitCode = num === undefined ? 255 : 128 + num;
-          }
-          if (exitCode === null) {
-            return reject(new HostError(host, step, `connection lost while running: ${shortCommand(command)}`));
-          }
-          resolve({
-            code: exitCode,
-            stdout: Buffer.concat(out).toString('utf8'),
-            stderr: Buffer.concat(errOut).toString('utf8'),
-          });
-        });
-      };
-      try {
-        conn.client.exec(command, onExec);
       } catch (err) {
-        reject(new HostError(host, step, `cannot start command: ${(err as Error).message}`));
+        reject(new HostError(host, step, `cannot start a shell: ${(err as Error).message}`));
       }
     });
   }
 
-  async function writeAll(sftp: SFTPWrapper, handle: Buffer, data: Buffer): Promise<void> {
-    const chunk = 32 * 1024;
-    for (let off = 0; off < data.length; off += chunk) {
-      const len = Math.min(chunk, data.length - off);
-      await call((cb) => sftp.write(handle, data, off, len, off, cb));
-    }
-  }
-
-  /** Write `data` to `target` through a temp file and a rename, keeping the mode and owner of `like`. */
-  async function writeReplace(host: string, step: string, sftp: SFTPWrapper, conn: Conn, target: string, data: Buffer, like: Stats | null): Promise<void> {
-    const tmp = `${target}.rcluster-tmp-${randomBytes(6).toString('hex')}`;
-    let handle: Buffer | null = null;
-    let created = false;
+  /** Run a command on one of the host's shells. */
+  async function runOn(host: string, command: string, opts: { timeoutMs: number; step?: string; stdin?: Buffer }): Promise<RunResult> {
+    const { shell, release } = await acquireShell(host, opts.step ?? 'run');
     try {
-      const mode = like ? like.mode & 0o7777 : 0o666;
-      handle = await call<Buffer>((cb) => sftp.open(tmp, 'wx', { mode }, cb));
-      created = true;
-      await writeAll(sftp, handle, data);
-      try {
-        await call((cb) => sftp.ext_openssh_fsync(handle!, cb));
-      } catch {
-        // fsync@openssh.com is not supported by this server: the rename still makes it atomic
-      }
-      if (like) {
-        await call((cb) => sftp.fchmod(handle!, mode, cb));
-        const now = await call<Stats>((cb) => sftp.fstat(handle!, cb));
-        if (now.uid !== like.uid || now.gid !== like.gid) {
-          try {
-            await call((cb) => sftp.fchown(handle!, like.uid, like.gid, cb));
-          } catch (err) {
-            throw new HostError(host, step, `cannot keep the owner ${like.uid}:${like.gid} of ${target}: ${sftpReason(err)}`);
-          }
-        }
-      }
-      const h = handle;
-      handle = null;
-      await call((cb) => sftp.close(h, cb));
-      let renamed = false;
-      try {
-        await call((cb) => sftp.ext_openssh_rename(tmp, target, cb));
-        renamed = true;
-      } catch (err) {
-        if (!/does not support/i.test((err as Error).message)) throw err;
-      }
-      if (!renamed) {
-        const r = await execOn(host, conn, `mv -f -- ${sh(tmp)} ${sh(target)}`, commandTimeoutMs, step);
-        if (r.code !== 0) throw new HostError(host, step, `cannot rename ${tmp}: ${r.stderr.trim() || `mv exited ${r.code}`}`);
-      }
-      created = false;
+      return await shell.run(command, opts);
     } finally {
-      if (handle) {
-        const h = handle;
-        await call((cb) => sftp.close(h, cb)).catch(() => undefined);
-      }
-      if (created) await call((cb) => sftp.unlink(tmp, cb)).catch(() => undefined);
+      release();
     }
   }
 
@@ -465,41 +347,47 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
       });
     },
 
-    readFile(host: string, path: string): Promise<string | null> {
+    async readFile(host: string, path: string): Promise<string | null> {
       const step = `read ${path}`;
-      return limit(() =>
-        withSftp(host, step, async (sftp) => {
-          try {
-            const buf = await call<Buffer>((cb) => sftp.readFile(path, cb));
-            return buf.toString('utf8');
-          } catch (err) {
-            if ((err as { code?: unknown }).code === SFTP_NO_SUCH_FILE) return null;
-            throw err;
-          }
-        }),
+      // 44: no such file (a distinct code, so that "missing" is never confused with a failed read).
+      const r = await limit(() =>
+        runOn(host, `if [ -d ${sh(path)} ]; then echo 'is a directory' >&2; exit 21; fi; if [ ! -e ${sh(path)} ]; then exit 44; fi; cat -- ${sh(path)}`, { timeoutMs: commandTimeoutMs, step }),
       );
+      if (r.code === 44) return null;
+      if (r.code !== 0) throw new HostError(host, step, fileReason(r.stderr, r.code));
+      return r.stdout;
     },
 
-    writeFileAtomic(host: string, path: string, content: string, wopts?: { backup?: boolean }): Promise<void> {
+    async writeFileAtomic(host: string, path: string, content: string, wopts?: { backup?: boolean; mode?: number }): Promise<void> {
       const step = `write ${path}`;
-      return limit(() =>
-        withSftp(host, step, async (sftp, conn) => {
-          const current = await statOrNull(sftp, path);
-          if (current?.isDirectory()) throw new HostError(host, step, 'is a directory');
-          if (wopts?.backup && current) {
-            const old = await call<Buffer>((cb) => sftp.readFile(path, cb));
-            await writeReplace(host, step, sftp, conn, `${path}.rcluster.bak`, old, current);
-          }
-          await writeReplace(host, step, sftp, conn, path, Buffer.from(content, 'utf8'), current);
-        }),
-      );
+      const p = sh(path);
+      const t = sh(`${path}.rcluster-tmp-${randomBytes(6).toString('hex')}`);
+      // Through a temp file beside the target, renamed over it: readers see the old file or the
+      // new one, never half of one. The temp file takes the target's mode and owner first (a
+      // new file: `mode`, else the umask's), is flushed to disk, and the previous content is kept
+      // as <path>.rcluster.bak with the same mode and owner.
+      const script = [
+        'set -e',
+        `if [ -d ${p} ]; then echo 'is a directory' >&2; exit 21; fi`,
+        `trap 'rm -f ${t}' EXIT`,
+        `cat > ${t}`,
+        `if [ -e ${p} ]; then`,
+        `  chmod --reference=${p} ${t}`,
+        `  chown --reference=${p} ${t} 2>/dev/null || { echo "cannot keep the owner $(stat -c %u:%g ${p}) of ${path.replace(/'/g, '')}" >&2; exit 1; }`,
+        ...(wopts?.backup ? [`  cp -p -- ${p} ${sh(`${path}.rcluster.bak`)}`] : []),
+        ...(wopts?.mode !== undefined ? ['else', `  chmod ${wopts.mode.toString(8)} ${t}`] : []),
+        'fi',
+        // fsync of the file (coreutils >= 8.24); the rename is atomic either way.
+        `sync -- ${t} 2>/dev/null || true`,
+        `mv -f -- ${t} ${p}`,
+        'trap - EXIT',
+      ].join('\n');
+      const r = await limit(() => runOn(host, script, { timeoutMs: commandTimeoutMs, step, stdin: Buffer.from(content, 'utf8') }));
+      if (r.code !== 0) throw new HostError(host, step, fileReason(r.stderr, r.code));
     },
 
     run(host: string, command: string, ropts?: RunOptions): Promise<RunResult> {
-      return limit(async () => {
-        const conn = await liveConn(host);
-        return execOn(host, conn, command, ropts?.timeoutMs ?? commandTimeoutMs);
-      });
+      return limit(() => runOn(host, command, { timeoutMs: ropts?.timeoutMs ?? commandTimeoutMs }));
     },
 
     async close(): Promise<void> {

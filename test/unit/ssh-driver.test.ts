@@ -309,6 +309,35 @@ describe('ssh driver', () => {
     expect(d.stats.connections).toBe(1);
   });
 
+  it('streams every command and file through at most two sessions per host (no sftp)', async () => {
+    const d = driver();
+    const file = join(dir, 'many.conf');
+    const runs = Array.from({ length: 30 }, (_, i) => d.run(HOST, `echo out-${i}; echo err-${i} >&2; exit ${i % 3}`));
+    const writes = Array.from({ length: 5 }, (_, i) => d.writeFileAtomic(HOST, `${file}.${i}`, `line ${i}\n`));
+    const results = await Promise.all(runs);
+    await Promise.all(writes);
+    const reads = await Promise.all(Array.from({ length: 5 }, (_, i) => d.readFile(HOST, `${file}.${i}`)));
+    results.forEach((r, i) => expect(r).toEqual({ code: i % 3, stdout: `out-${i}\n`, stderr: `err-${i}\n` }));
+    expect(reads).toEqual(Array.from({ length: 5 }, (_, i) => `line ${i}\n`));
+    expect(d.stats.sessions).toBeLessThanOrEqual(2);
+    expect(d.stats.connections).toBe(1);
+  });
+
+  it('output of any content, a syntax error and a dying shell are told apart', async () => {
+    const d = driver();
+    // Bytes that look like framing, no trailing newline, and a large output.
+    const odd = await d.run(HOST, `printf '__RCLUSTER_x 0 1 2\\n%s' abc; head -c 200000 /dev/zero | tr '\\0' y >&2`);
+    expect(odd.stdout).toBe('__RCLUSTER_x 0 1 2\nabc');
+    expect(odd.stderr).toHaveLength(200_000);
+    const syntax = await d.run(HOST, 'if then fi');
+    expect(syntax.code).toBe(2);
+    expect(syntax.stderr).toMatch(/syntax error/i);
+    // The shell itself is killed mid-command: that command fails, naming it; the next one runs.
+    const died = await hostError(d.run(HOST, 'kill -KILL $PPID; sleep 5'));
+    expect(died.message).toBe(`${HOST}: run: connection lost while running: kill -KILL $PPID; sleep 5`);
+    expect((await d.run(HOST, 'echo again')).stdout).toBe('again\n');
+  });
+
   it('after close(), new work is refused rather than opening a connection nobody would close', async () => {
     const d = driver();
     await d.connect(HOST);
