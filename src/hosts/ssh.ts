@@ -33,6 +33,8 @@ import pLimit from 'p-limit';
 import { HostError, HostUnreachableError } from '../errors.js';
 import { sh } from './shell.js';
 import { RemoteShell, seconds } from './remoteShell.js';
+import { resolveEndpoint, type SshEndpoint } from './sshConfig.js';
+import type { Duplex } from 'node:stream';
 import type { SshSettings } from '../spec/types.js';
 import type { HostDriver, RunOptions, RunResult } from './driver.js';
 import {
@@ -100,6 +102,8 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
   const byHost = new Map<string, SshSettings>();
   for (const t of targets) byHost.set(t.host, t.ssh);
   const conns = new Map<string, Promise<Conn>>();
+  /** Connections to jump hosts, by the chain that reaches them. */
+  const jumpConns = new Map<string, Promise<Conn>>();
   let closed = false;
   const stats = { connections: 0, sessions: 0 };
   const shellsPerHost = opts.shellsPerHost ?? 2;
@@ -111,8 +115,8 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
   }
 
   /** null when the key is acceptable, else why it is refused. */
-  async function verifyHostKey(host: string, ssh: SshSettings, key: Buffer): Promise<string | null> {
-    const file = expandHome(ssh.knownHostsFile);
+  async function verifyHostKey(host: string, ssh: SshEndpoint, key: Buffer): Promise<string | null> {
+    const file = ssh.knownHostsFile;
     const keyType = keyTypeOfBlob(key);
     const offered = fingerprintSha256(key);
     if (keyType === null) return `host key for ${host} cannot be parsed (${offered})`;
@@ -138,17 +142,67 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
     }
   }
 
+  /**
+   * The connection to a spec host: its endpoint from the spec and the OpenSSH config, reached
+   * directly or through its jump hosts.
+   */
   async function openConn(host: string): Promise<Conn> {
-    const ssh = settingsOf(host);
-    const username = ssh.user ?? userInfo().username;
-    const port = ssh.port ?? 22;
-    const fail = (reason: string) => new HostError(host, 'ssh', reason);
-    const unreachable = (reason: string) => new HostUnreachableError(host, 'ssh', reason);
+    const ep = await resolveEndpoint(host, settingsOf(host));
+    const sock = ep.jumps.length > 0 ? await throughJumps(host, ep) : undefined;
+    return dial(host, ep, sock);
+  }
+
+  /**
+   * A stream to `ep`'s sshd through its jump hosts, each one a connection of its own (shared by
+   * every host behind it) whose host key is checked like any other.
+   */
+  async function throughJumps(host: string, ep: SshEndpoint): Promise<Duplex> {
+    let sock: Duplex | undefined;
+    let key = '';
+    for (const [i, jump] of ep.jumps.entries()) {
+      key += `>${jump.user}@${jump.hostname}:${jump.port}`;
+      let pending = jumpConns.get(key);
+      if (!pending || (await pending.then((c) => c.closed, () => true))) {
+        const via = sock;
+        pending = dial(host, jump, via, `jump host ${jump.label}`);
+        jumpConns.set(key, pending);
+      }
+      const conn = await pending;
+      const next = ep.jumps[i + 1] ?? ep;
+      sock = await forwardOut(host, conn, next.hostname, next.port, `via jump host ${jump.label}`);
+    }
+    return sock as Duplex;
+  }
+
+  /** A TCP stream opened by the host at the other end of `conn` (a direct-tcpip channel). */
+  function forwardOut(host: string, conn: Conn, toHost: string, toPort: number, what: string): Promise<Duplex> {
+    return new Promise<Duplex>((resolve, reject) => {
+      try {
+        conn.client.forwardOut('127.0.0.1', 0, toHost, toPort, (err, stream) => {
+          if (!err) return resolve(stream);
+          // The far side refused or could not connect: as unreachable as a refused direct dial.
+          const reason = `${what}: cannot reach ${toHost}:${toPort} (${err.message})`;
+          reject(/refused|unreachable|timed out|no route/i.test(err.message) ? new HostUnreachableError(host, 'ssh', reason) : new HostError(host, 'ssh', reason));
+        });
+      } catch (err) {
+        reject(new HostError(host, 'ssh', `${what}: ${(err as Error).message}`));
+      }
+    });
+  }
+
+  /** One SSH connection to `ep` (over `sock` when given); errors name `host` and, for a jump host, it. */
+  async function dial(host: string, ep: SshEndpoint, sock?: Duplex, what?: string): Promise<Conn> {
+    const ssh = ep;
+    const username = ep.user;
+    const port = ep.port;
+    const prefix = what ? `${what}: ` : '';
+    const fail = (reason: string) => new HostError(host, 'ssh', prefix + reason);
+    const unreachable = (reason: string) => new HostUnreachableError(host, 'ssh', prefix + reason);
 
     let privateKey: Buffer | undefined;
     if (ssh.identityFile) {
       try {
-        privateKey = await readFile(expandHome(ssh.identityFile));
+        privateKey = await readFile(ssh.identityFile);
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
         const why = e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : e.message;
@@ -197,7 +251,7 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
             return settle(unreachable('network unreachable'));
           case 'ENOTFOUND':
           case 'EAI_AGAIN':
-            return settle(fail(`cannot resolve host name ${host}`));
+            return settle(fail(`cannot resolve host name ${ep.hostname}`));
           case 'ECONNRESET':
             return settle(fail('connection reset during the SSH handshake'));
         }
@@ -217,8 +271,9 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
       });
 
       const config: ConnectConfig = {
-        host,
+        host: ep.hostname,
         port,
+        ...(sock ? { sock } : {}),
         username,
         privateKey,
         agent,
@@ -227,7 +282,7 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
         keepaliveInterval: 15_000,
         keepaliveCountMax: 4,
         hostVerifier: (key: Buffer, verify: (valid: boolean) => void) => {
-          verifyHostKey(host, ssh, key).then(
+          verifyHostKey(ep.hostname, ep, key).then(
             (failure) => {
               hostKeyFailure = failure;
               verify(failure === null);
@@ -316,10 +371,19 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
   function startShell(host: string, conn: Conn, step: string): Promise<RemoteShell> {
     return new Promise<RemoteShell>((resolve, reject) => {
       try {
-        conn.client.exec('sh', (err, channel) => {
+        const become = settingsOf(host).become === 'sudo';
+        // With become, the shell itself runs as root: one sudo for the whole run, and every
+        // command and file edit after it as root. -n: never a password prompt (it would hang).
+        conn.client.exec(become ? 'sudo -n sh' : 'sh', (err, channel) => {
           if (err) return reject(new HostError(host, step, `cannot start a shell: ${err.message}`));
           stats.sessions++;
-          RemoteShell.start(host, channel, Math.min(commandTimeoutMs, connectTimeoutMs + 5000), (why) => `cannot start a shell: ${why}`).then(resolve, reject);
+          RemoteShell.start(host, channel, Math.min(commandTimeoutMs, connectTimeoutMs + 5000), (why) => {
+            if (!become) return `cannot start a shell: ${why}`;
+            if (/password is required|terminal is required|askpass/i.test(why)) {
+              return `ssh.become: sudo asks ${settingsOf(host).user ?? 'the SSH user'} for a password on this host; rcluster needs sudo without a password (NOPASSWD) for it (sudo said: ${why})`;
+            }
+            return `ssh.become: sudo -n sh failed: ${why}`;
+          }).then(resolve, reject);
         });
       } catch (err) {
         reject(new HostError(host, step, `cannot start a shell: ${(err as Error).message}`));
@@ -335,6 +399,23 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
     } finally {
       release();
     }
+  }
+
+  /** End a connection politely, or destroy it after 2 s. */
+  async function endConn(p: Promise<Conn>): Promise<void> {
+    const conn = await p.catch(() => null);
+    if (!conn || conn.closed) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        conn.client.destroy();
+        resolve();
+      }, 2000);
+      conn.client.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      conn.client.end();
+    });
   }
 
   const driver: SshDriver = {
@@ -392,25 +473,13 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
 
     async close(): Promise<void> {
       closed = true;
+      // Hosts first, then the jump hosts they go through.
       const pending = [...conns.values()];
       conns.clear();
-      await Promise.all(
-        pending.map(async (p) => {
-          const conn = await p.catch(() => null);
-          if (!conn || conn.closed) return;
-          await new Promise<void>((resolve) => {
-            const t = setTimeout(() => {
-              conn.client.destroy();
-              resolve();
-            }, 2000);
-            conn.client.once('close', () => {
-              clearTimeout(t);
-              resolve();
-            });
-            conn.client.end();
-          });
-        }),
-      );
+      const jumps = [...jumpConns.values()].reverse();
+      jumpConns.clear();
+      await Promise.all(pending.map(endConn));
+      await Promise.all(jumps.map(endConn));
     },
   };
   return driver;

@@ -42,6 +42,12 @@ export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
   };
   if (raw.ssh?.user !== undefined) clusterSsh.user = raw.ssh.user;
   if (raw.ssh?.identityFile !== undefined) clusterSsh.identityFile = localPath(raw.ssh.identityFile, dir);
+  if (raw.ssh?.configFile !== undefined) clusterSsh.configFile = localPath(raw.ssh.configFile, dir);
+  if (raw.ssh?.jump !== undefined) clusterSsh.jump = raw.ssh.jump;
+  if (raw.ssh?.become !== undefined) clusterSsh.become = raw.ssh.become;
+  // The OpenSSH config may set what the spec leaves to rcluster's defaults.
+  const implicit = [...(raw.ssh?.port === undefined ? ['port' as const] : []), ...(raw.ssh?.knownHostsFile === undefined ? ['knownHostsFile' as const] : [])];
+  if (implicit.length > 0) clusterSsh.implicit = implicit;
 
   const redis: RedisSettings = {
     ...defaultRedisPaths(connection, raw.name),
@@ -117,8 +123,16 @@ export function unlistedNode(desired: DesiredCluster, host: string, port: number
 function mergeSsh(base: SshSettings, override: RawSsh | undefined, dir: string): SshSettings {
   const out: SshSettings = { ...base };
   if (override?.user !== undefined) out.user = override.user;
-  if (override?.port !== undefined) out.port = override.port;
+  if (override?.port !== undefined) {
+    out.port = override.port;
+    const implicit = (base.implicit ?? []).filter((f) => f !== 'port');
+    if (implicit.length > 0) out.implicit = implicit;
+    else delete out.implicit;
+  }
   if (override?.identityFile !== undefined) out.identityFile = localPath(override.identityFile, dir);
+  if (override?.host !== undefined) out.alias = override.host;
+  if (override?.jump !== undefined) out.jump = override.jump;
+  if (override?.become !== undefined) out.become = override.become;
   return out;
 }
 

@@ -4,7 +4,7 @@ import type { ConnectionKind, HostKeyPolicy } from './types.js';
 export interface RawSpec {
   name: string;
   connection?: ConnectionKind;
-  ssh?: RawSsh & { knownHostsFile?: string; hostKeyPolicy?: HostKeyPolicy };
+  ssh?: RawSsh & { knownHostsFile?: string; hostKeyPolicy?: HostKeyPolicy; configFile?: string };
   redis?: {
     configFile?: string;
     service?: string;
@@ -27,6 +27,9 @@ export interface RawSsh {
   user?: string;
   port?: number;
   identityFile?: string;
+  host?: string;
+  jump?: string;
+  become?: 'sudo';
 }
 
 export interface RawNode {

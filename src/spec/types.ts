@@ -9,6 +9,16 @@ export interface SshSettings {
   identityFile?: string;
   knownHostsFile: string;
   hostKeyPolicy: HostKeyPolicy;
+  /** The OpenSSH client config to read (absolute); unset: ~/.ssh/config when it exists. */
+  configFile?: string;
+  /** The name SSH uses for the node's host (a Host alias of the config); unset: the node's host. */
+  alias?: string;
+  /** Jump hosts, as ProxyJump writes them: `[user@]host[:port]`, comma-separated, outermost first. */
+  jump?: string;
+  /** `sudo`: the SSH user is not root; every command and file runs through `sudo -n`. */
+  become?: 'sudo';
+  /** Fields holding rcluster's defaults rather than the spec's: the OpenSSH config may set them. */
+  implicit?: ('port' | 'knownHostsFile')[];
 }
 
 /** Redis settings as written in the spec; path fields may still hold {host} and {port}. */

@@ -35,7 +35,7 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ['unknown top-level key', `name: x\nreplicas: 1\n${SIX}`, 2, 1, 'unknown key "replicas" (allowed: name, connection, ssh, redis, timeouts, replicasPerMaster, masters, nodes)'],
     ['unknown key inside redis', `name: x\nredis:\n  nodeTimeout: 5000\n  maxmemory: 1gb\n${SIX}`, 4, 3, 'unknown key "maxmemory" in redis (allowed: configFile,'],
     ['unknown key in a node object', `name: x\nnodes:\n  - { host: 127.0.0.1, port: 7001, wieght: 2 }\n${nodeLines(5, 7002)}\n`, 3, 36, 'unknown key "wieght" in nodes[0]; did you mean "weight"? (allowed: host, port, weight, preferredMaster, ssh)'],
-    ['unknown key in a node ssh', `name: x\nnodes:\n  - host: 127.0.0.1\n    port: 7001\n    ssh: { usr: a }\n${nodeLines(5, 7002)}\n`, 5, 12, 'unknown key "usr" in nodes[0].ssh; did you mean "user"? (allowed: user, port, identityFile)'],
+    ['unknown key in a node ssh', `name: x\nnodes:\n  - host: 127.0.0.1\n    port: 7001\n    ssh: { usr: a }\n${nodeLines(5, 7002)}\n`, 5, 12, 'unknown key "usr" in nodes[0].ssh; did you mean "user"? (allowed: user, port, identityFile, host, jump, become)'],
     ['bad connection', `name: x\nconnection: telnet\n${SIX}`, 2, 13, 'connection must be one of: ssh, local, none (got "telnet")'],
     ['bad hostKeyPolicy', `name: x\nssh:\n  hostKeyPolicy: yolo\n${SIX}`, 3, 18, 'hostKeyPolicy must be one of: strict, accept-new'],
     ['ssh port not an integer', `name: x\nssh:\n  port: 22x\n${SIX}`, 3, 9, '"port" must be an integer from 1 to 65535 (got "22x")'],
@@ -176,7 +176,7 @@ describe('good specs', () => {
     expect(c.source).toEqual({ file: join(SPEC_DIR, 'cluster.yaml'), dir: SPEC_DIR });
     const n = c.nodes[1]!;
     expect(n).toMatchObject({ host: '127.0.0.1', port: 7002, address: '127.0.0.1:7002', weight: 1 });
-    expect(n.ssh).toEqual({ port: 22, knownHostsFile: join(homedir(), '.ssh/known_hosts'), hostKeyPolicy: 'strict' });
+    expect(n.ssh).toEqual({ port: 22, knownHostsFile: join(homedir(), '.ssh/known_hosts'), hostKeyPolicy: 'strict', implicit: ['port', 'knownHostsFile'] });
     expect(n.redis).toEqual({
       configFile: '/etc/redis/7002.conf',
       service: '/etc/init.d/redis_7002',

@@ -338,6 +338,33 @@ describe('ssh driver', () => {
     expect((await d.run(HOST, 'echo again')).stdout).toBe('again\n');
   });
 
+  it('an OpenSSH config alias supplies HostName, Port, IdentityFile and UserKnownHostsFile; the spec wins where it is explicit', async () => {
+    const config = join(dir, 'ssh_config');
+    writeFileSync(config, `Host box\n  HostName ${HOST}\n  Port ${port}\n  IdentityFile ${clientKey}\n  UserKnownHostsFile ${goodKnownHosts}\n`);
+    const viaAlias = driver({ alias: 'box', configFile: config, identityFile: undefined, port: 1, knownHostsFile: join(dir, 'no-such-known-hosts'), implicit: ['port', 'knownHostsFile'] });
+    expect((await viaAlias.run(HOST, 'echo via-alias')).stdout).toBe('via-alias\n');
+    // port: 1 written in the spec (not implicit) is the spec's word: it wins, and is refused.
+    const explicit = driver({ alias: 'box', configFile: config, port: 1 });
+    expect((await hostError(explicit.connect(HOST))).message).toBe(`${HOST}: ssh: connection refused`);
+    const missing = driver({ configFile: join(dir, 'no-such-config') });
+    expect((await hostError(missing.connect(HOST))).message).toContain(`cannot read ssh.configFile ${join(dir, 'no-such-config')}: no such file`);
+  });
+
+  it('a jump host (ProxyJump) carries the connection, with its own host key check, and names itself when it fails', async () => {
+    const d = driver({ jump: `root@${HOST}:${port}` });
+    const r = await d.run(HOST, 'echo through');
+    expect(r.stdout).toBe('through\n');
+    expect(d.stats.connections).toBe(2); // the jump host, then the host through it
+    const refused = driver({ jump: `root@${HOST}:1` });
+    expect((await hostError(refused.connect(HOST))).message).toBe(`${HOST}: ssh: jump host root@${HOST}:1: connection refused`);
+    const unknownKey = join(dir, 'kh-empty');
+    writeFileSync(unknownKey, '');
+    const config = join(dir, 'ssh_config_jump');
+    writeFileSync(config, `Host jumpbox\n  HostName ${HOST}\n  Port ${port}\n  UserKnownHostsFile ${unknownKey}\n`);
+    const strict = driver({ jump: 'jumpbox', configFile: config });
+    expect((await hostError(strict.connect(HOST))).message).toMatch(new RegExp(`^${HOST.replace(/\./g, '\\.')}: ssh: jump host jumpbox: host key for ${HOST.replace(/\./g, '\\.')} is not known`));
+  });
+
   it('after close(), new work is refused rather than opening a connection nobody would close', async () => {
     const d = driver();
     await d.connect(HOST);
