@@ -101,8 +101,16 @@ export async function provisionSshNode(node: DesiredNode, driver: HostDriver, ed
   const { service } = node.redis;
   // Everything that can fail without touching the node goes first.
   if (!service) throw new HostError(node.host, 'restart', 'redis.service is not set, so rcluster cannot restart the node');
-  // Redis refuses to start in a dir that does not exist; a new dataDir is created first.
-  const mk = await driver.run(node.host, `mkdir -p ${sh(node.redis.dataDir)}`);
+  // Redis refuses to start in a dir that does not exist; a new dataDir is created first, owned
+  // by the user redis runs as (the running redis-server's, else its parent directory's owner):
+  // created by root through sudo, a redis running as `redis` could not write it.
+  const d = sh(node.redis.dataDir);
+  const mk = await driver.run(
+    node.host,
+    `if [ ! -d ${d} ]; then mkdir -p ${d} || exit 1; u=$(ps -o user= -C redis-server 2>/dev/null | head -n 1 | tr -d ' '); ` +
+      // Best effort: an SSH user without root cannot give it away, and needs no other owner.
+      `if [ -n "$u" ] && [ "$u" != root ]; then chown "$u": ${d} 2>/dev/null; else chown --reference="$(dirname ${d})" ${d} 2>/dev/null; fi; true; fi`,
+  );
   if (mk.code !== 0) throw new HostError(node.host, `mkdir ${node.redis.dataDir}`, mk.stderr.trim() || `exited ${mk.code}`);
   const conf = await editConfigFile(node, driver, edits);
   const { cmd, stop, start } = await serviceRestart(node, driver);

@@ -16,7 +16,7 @@ import { renderStatus } from '../render/status.js';
 import { loadSpec, requireSpec } from '../spec/load.js';
 import { DEFAULT_TIMEOUTS, type DesiredCluster } from '../spec/types.js';
 import { confirm } from './confirm.js';
-import { driverFor } from './drivers.js';
+import { driverFor, useTunnels } from './drivers.js';
 import { destroyLocal, planDestroy, renderDestroy } from './destroy.js';
 import type { Io } from './io.js';
 import { withClusterLock, type ClusterLock } from './clusterLock.js';
@@ -64,6 +64,7 @@ async function checkLocalFiles(desired: DesiredCluster): Promise<void> {
     });
     if ((await stat(file)).isDirectory()) throw new UsageError(`ssh.identityFile ${file}: cannot read it (a directory); nothing was contacted`);
   }
+  useTunnels(desired);
 }
 
 async function planFor(desired: DesiredCluster, opts: { json?: boolean; allowReset?: boolean } = {}): Promise<Plan> {

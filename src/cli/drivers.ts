@@ -1,5 +1,7 @@
 import { UsageError } from '../errors.js';
-import { createSshDriver } from '../hosts/ssh.js';
+import { createSshDriver, type SshDriver } from '../hosts/ssh.js';
+import { tunnelRoute } from '../hosts/tunnel.js';
+import { redisRouted, useRedisRoute } from '../live/connect.js';
 import type { HostDriver } from '../hosts/driver.js';
 import { createLocalDriver } from '../hosts/local.js';
 import type { DesiredCluster } from '../spec/types.js';
@@ -15,11 +17,27 @@ export function driverFor(desired: DesiredCluster, leaving: string[] = []): Host
     case 'none':
       return noneDriver();
     case 'ssh':
-      return createSshDriver([
-        ...desired.nodes.map((n) => ({ host: n.host, ssh: n.ssh })),
-        ...leaving.filter((host) => !desired.nodes.some((n) => n.host === host)).map((host) => ({ host, ssh: desired.defaults.ssh })),
-      ]);
+      return sshDriverFor(desired, leaving);
   }
+}
+
+export function sshDriverFor(desired: DesiredCluster, leaving: string[] = [], opts: { otherHosts?: boolean } = {}): SshDriver {
+  return createSshDriver(
+    [
+      ...desired.nodes.map((n) => ({ host: n.host, ssh: n.ssh })),
+      ...leaving.filter((host) => !desired.nodes.some((n) => n.host === host)).map((host) => ({ host, ssh: desired.defaults.ssh })),
+    ],
+    opts.otherHosts ? { otherHosts: desired.defaults.ssh } : {},
+  );
+}
+
+/**
+ * ssh.tunnel: Redis connections of this run go through SSH (one connection per host of their
+ * own, for the whole command: the cluster lock's connections live as long as it).
+ */
+export function useTunnels(desired: DesiredCluster): void {
+  if (desired.connection !== 'ssh' || !desired.defaults.ssh.tunnel || redisRouted()) return;
+  useRedisRoute(tunnelRoute(sshDriverFor(desired, [], { otherHosts: true })));
 }
 
 function noneDriver(): HostDriver {

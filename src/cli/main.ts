@@ -3,6 +3,7 @@ import { RclusterError, SpecError } from '../errors.js';
 import { applyCommand, destroyCommand, EXIT_ERROR, planCommand, statusCommand, validateCommand } from './commands.js';
 import { processIo, type Io } from './io.js';
 import { scrubSecrets, useCredentials } from '../live/auth.js';
+import { endRedisRoute } from '../live/connect.js';
 
 const FILE_HELP = 'the cluster spec (YAML)';
 
@@ -122,5 +123,6 @@ export async function main(argv: string[], rawIo: Io = processIo): Promise<numbe
     return EXIT_ERROR;
   } finally {
     useCredentials(undefined);
+    await endRedisRoute();
   }
 }

@@ -59,12 +59,19 @@ export interface SshDriverOptions {
   commandTimeoutMs?: number;
   /** Shells (SSH sessions) kept open per host; commands beyond that wait for one. Default 2. */
   shellsPerHost?: number;
+  /** Settings for hosts not among the targets (nodes of the cluster the spec no longer lists). */
+  otherHosts?: SshSettings;
 }
 
 export interface SshDriver extends HostDriver {
   readonly kind: 'ssh';
   /** Open (or reuse) the connection to a host; fails with the same HostError an operation would. */
   connect(host: string): Promise<void>;
+  /**
+   * A TCP stream to `toHost:toPort` opened by `host` itself (a direct-tcpip channel of its SSH
+   * connection, not a session): how Redis is reached when only SSH gets through.
+   */
+  forward(host: string, toHost: string, toPort: number): Promise<Duplex>;
   /**
    * Counters, for tests and diagnostics: SSH connections that reached `ready`, and SSH sessions
    * (channels running a command) opened.
@@ -109,7 +116,7 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
   const shellsPerHost = opts.shellsPerHost ?? 2;
 
   function settingsOf(host: string): SshSettings {
-    const s = byHost.get(host);
+    const s = byHost.get(host) ?? opts.otherHosts;
     if (!s) throw new HostError(host, 'ssh', 'no SSH settings for this host (not in the spec)');
     return s;
   }
@@ -465,6 +472,10 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
       ].join('\n');
       const r = await limit(() => runOn(host, script, { timeoutMs: commandTimeoutMs, step, stdin: Buffer.from(content, 'utf8') }));
       if (r.code !== 0) throw new HostError(host, step, fileReason(r.stderr, r.code));
+    },
+
+    async forward(host: string, toHost: string, toPort: number): Promise<Duplex> {
+      return forwardOut(host, await liveConn(host), toHost, toPort, 'forward');
     },
 
     run(host: string, command: string, ropts?: RunOptions): Promise<RunResult> {

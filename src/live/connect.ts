@@ -11,6 +11,31 @@ export interface ConnectOptions {
   password?: string | null;
 }
 
+/**
+ * Where to dial for a node's address: itself, or (ssh.tunnel) a local port that leads through the
+ * node's SSH connection. Set by the command for its whole run (cli/commands.ts).
+ */
+export type RedisRoute = (address: string) => Promise<{ host: string; port: number }>;
+let route: RedisRoute | undefined;
+let closeRoute: (() => Promise<void>) | undefined;
+
+export function useRedisRoute(r: { route: RedisRoute; close: () => Promise<void> }): void {
+  route = r.route;
+  closeRoute = r.close;
+}
+
+export function redisRouted(): boolean {
+  return route !== undefined;
+}
+
+/** Back to direct connections, closing the tunnels' SSH connections. */
+export async function endRedisRoute(): Promise<void> {
+  const close = closeRoute;
+  route = undefined;
+  closeRoute = undefined;
+  await close?.();
+}
+
 export function splitAddress(address: string): { host: string; port: number } {
   const i = address.lastIndexOf(':');
   return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
@@ -22,8 +47,8 @@ export function splitAddress(address: string): { host: string; port: number } {
  * node is reported at once instead of hanging.
  */
 export async function connectNode(address: string, opts: ConnectOptions = {}): Promise<Redis> {
-  const { host, port } = splitAddress(address);
   const timeoutMs = opts.connectTimeoutMs ?? 2000;
+  const { host, port } = route ? await route(address) : splitAddress(address);
   const client = new Redis({
     host,
     port,

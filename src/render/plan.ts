@@ -25,7 +25,9 @@ export function renderPlan(plan: Plan): string {
     out.push(`No changes. Cluster "${plan.desired.name}" matches the spec (${plan.desired.nodes.length} nodes${downNote}).`);
     return out.join('\n') + '\n';
   }
-  out.push(`rcluster will perform the following actions on cluster "${plan.desired.name}" (connection: ${plan.desired.connection}):`, '');
+  // Which path Redis traffic takes from here: through SSH (ssh.tunnel), or straight to the ports.
+  const path = plan.desired.connection === 'ssh' ? (plan.desired.defaults.ssh.tunnel ? '; Redis through SSH tunnels' : '; Redis directly') : '';
+  out.push(`rcluster will perform the following actions on cluster "${plan.desired.name}" (connection: ${plan.desired.connection}${path}):`, '');
   let group: StepGroup | undefined;
   for (const step of plan.steps) {
     // A wait belongs with the steps it waits for, so it never opens a heading of its own.

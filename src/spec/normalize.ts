@@ -45,6 +45,7 @@ export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
   if (raw.ssh?.configFile !== undefined) clusterSsh.configFile = localPath(raw.ssh.configFile, dir);
   if (raw.ssh?.jump !== undefined) clusterSsh.jump = raw.ssh.jump;
   if (raw.ssh?.become !== undefined) clusterSsh.become = raw.ssh.become;
+  if (raw.ssh?.tunnel === true) clusterSsh.tunnel = true;
   // The OpenSSH config may set what the spec leaves to rcluster's defaults.
   const implicit = [...(raw.ssh?.port === undefined ? ['port' as const] : []), ...(raw.ssh?.knownHostsFile === undefined ? ['knownHostsFile' as const] : [])];
   if (implicit.length > 0) clusterSsh.implicit = implicit;

@@ -4,7 +4,7 @@ import type { ConnectionKind, HostKeyPolicy } from './types.js';
 export interface RawSpec {
   name: string;
   connection?: ConnectionKind;
-  ssh?: RawSsh & { knownHostsFile?: string; hostKeyPolicy?: HostKeyPolicy; configFile?: string };
+  ssh?: RawSsh & { knownHostsFile?: string; hostKeyPolicy?: HostKeyPolicy; configFile?: string; tunnel?: boolean };
   redis?: {
     configFile?: string;
     service?: string;

@@ -17,6 +17,8 @@ export interface SshSettings {
   jump?: string;
   /** `sudo`: the SSH user is not root; every command and file runs through `sudo -n`. */
   become?: 'sudo';
+  /** Redis is reached through each node's SSH connection, never dialled directly (cluster-wide). */
+  tunnel?: boolean;
   /** Fields holding rcluster's defaults rather than the spec's: the OpenSSH config may set them. */
   implicit?: ('port' | 'knownHostsFile')[];
 }
