@@ -379,8 +379,10 @@ async function waitReplicasInSync(nodes: string[], ctx: StepContext, opts: { mus
   await waitFor(
     'replicas to sync with their masters',
     async () => {
-      for (const r of nodes) {
-        const info = parseInfo(String(await ctx.pool.call(r, 'INFO', 'replication')));
+      // Read in parallel, judged in order: a poll costs one round trip, not one per node.
+      const infos = await readAll(nodes, ctx, 'INFO', 'replication');
+      for (const [i, r] of nodes.entries()) {
+        const info = parseInfo(infos[i] as string);
         if (info['role'] !== 'slave') {
           if (opts.mustBeReplicas) return `${r} is not a replica yet`;
           continue;
@@ -410,8 +412,9 @@ async function waitRolesAgreed(replicas: string[], ctx: StepContext): Promise<vo
     async () => {
       const own = await Promise.all(replicas.map(async (r) => parseClusterNodes(String(await ctx.pool.call(r, 'CLUSTER', 'NODES'))).find((e) => e.myself)?.masterId));
       let lagging: string | undefined;
-      for (const n of members) {
-        const view = parseClusterNodes(String(await ctx.pool.call(n, 'CLUSTER', 'NODES')));
+      const views = await readAll(members, ctx, 'CLUSTER', 'NODES');
+      for (const [m, n] of members.entries()) {
+        const view = parseClusterNodes(views[m] as string);
         const me = view.find((e) => e.myself);
         for (const [i, id] of ids.entries()) {
           const e = view.find((x) => x.id === id);
@@ -517,8 +520,9 @@ async function waitJoin(nodes: string[], ctx: StepContext): Promise<void> {
   await waitFor(
     'every node to know every other node',
     async () => {
-      for (const n of nodes) {
-        const view = parseClusterNodes(String(await ctx.pool.call(n, 'CLUSTER', 'NODES')));
+      const views = await readAll(nodes, ctx, 'CLUSTER', 'NODES');
+      for (const [i, n] of nodes.entries()) {
+        const view = parseClusterNodes(views[i] as string);
         const missing = ids.filter((id) => !view.some((e) => e.id === id && !e.handshake));
         if (missing.length > 0) return `${n} does not know ${missing.length} node(s) yet`;
         const handshake = view.filter((e) => e.handshake);
@@ -572,8 +576,9 @@ async function waitClusterOk(nodes: string[], ctx: StepContext, timeoutMs = ctx.
     'every node to agree on the slots and report cluster_state:ok',
     async () => {
       let reference: string | undefined;
-      for (const n of nodes) {
-        const [infoText, nodesText] = await Promise.all([ctx.pool.call(n, 'CLUSTER', 'INFO'), ctx.pool.call(n, 'CLUSTER', 'NODES')]);
+      const [infos, views] = await Promise.all([readAll(nodes, ctx, 'CLUSTER', 'INFO'), readAll(nodes, ctx, 'CLUSTER', 'NODES')]);
+      for (const [i, n] of nodes.entries()) {
+        const [infoText, nodesText] = [infos[i], views[i]];
         const info = parseInfo(String(infoText));
         if (info['cluster_state'] !== 'ok') return `${n}: cluster_state:${info['cluster_state']}`;
         if (Number(info['cluster_slots_assigned']) !== SLOT_COUNT) return `${n}: ${info['cluster_slots_assigned']} slots assigned`;
@@ -587,6 +592,11 @@ async function waitClusterOk(nodes: string[], ctx: StepContext, timeoutMs = ctx.
     },
     { timeoutMs },
   );
+}
+
+/** One command on every node at once: over a slow link a poll costs one round trip. */
+async function readAll(nodes: string[], ctx: StepContext, ...command: string[]): Promise<string[]> {
+  return Promise.all(nodes.map(async (n) => String(await ctx.pool.call(n, ...command))));
 }
 
 function slotMapSignature(nodesText: string): string {

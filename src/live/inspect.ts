@@ -87,22 +87,26 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeo
     };
     if (!live.clusterEnabled) live.onDisk = await readOnDiskView(node, driver);
     const names = Object.keys(node.redis.config);
-    live.runningConfig = await runningConfig(client, names);
-    live.unknownDirectives = names.filter((n) => !FILE_ONLY.has(n.toLowerCase()) && !(n.toLowerCase() in (live.runningConfig ?? {})));
-    if (live.clusterEnabled) {
-      const [nodesText, infoText, myId] = await Promise.all([
-        client.call('CLUSTER', 'NODES') as Promise<string>,
-        client.call('CLUSTER', 'INFO') as Promise<string>,
-        client.call('CLUSTER', 'MYID') as Promise<string>,
-      ]);
+    // Every read that does not depend on another goes at once: one round trip over a slow link.
+    const c = client;
+    const [running, cluster, auth] = await Promise.all([
+      runningConfig(c, names),
+      live.clusterEnabled
+        ? Promise.all([c.call('CLUSTER', 'NODES') as Promise<string>, c.call('CLUSTER', 'INFO') as Promise<string>, c.call('CLUSTER', 'MYID') as Promise<string>])
+        : undefined,
+      authState(c, node.address),
+    ]);
+    live.runningConfig = running;
+    live.unknownDirectives = names.filter((n) => !FILE_ONLY.has(n.toLowerCase()) && !(n.toLowerCase() in running));
+    if (auth) live.auth = auth;
+    if (cluster) {
+      const [nodesText, infoText, myId] = cluster;
       live.view = parseClusterNodes(nodesText);
       live.clusterInfo = parseInfo(infoText);
       live.id = myId;
       const mine = live.view.find((e) => e.myself);
       if (mine?.role === 'master' && live.keys > 0) live.slotKeys = await keysPerSlot(client, slotList(mine.slots));
     }
-    const auth = await authState(client, node.address);
-    if (auth) live.auth = auth;
     return live;
   } catch (err) {
     if (isNoAuth(err)) throw new PlanError(noAuthMessage(node.address));
@@ -122,7 +126,7 @@ async function authState(client: Redis, address: string): Promise<LiveNode['auth
   const c = credentials();
   if (!c) return undefined;
   const by = acceptedBy(address) ?? 'password';
-  const reply = (await client.call('ACL', 'GETUSER', 'default')) as unknown[];
+  const [reply, masterauthReply] = (await Promise.all([client.call('ACL', 'GETUSER', 'default'), client.call('CONFIG', 'GET', 'masterauth')])) as [unknown[], string[]];
   const field = (name: string): string[] => {
     const i = reply.findIndex((x) => String(x) === name);
     return i >= 0 && Array.isArray(reply[i + 1]) ? (reply[i + 1] as unknown[]).map(String) : [];
@@ -137,7 +141,7 @@ async function authState(client: Redis, address: string): Promise<LiveNode['auth
     nopass: field('flags').includes('nopass'),
   };
   const passwordsOk = accepts.password && accepts.others === 0 && !accepts.nopass && accepts.previous === (previous !== undefined);
-  const masterauth = ((await client.call('CONFIG', 'GET', 'masterauth')) as string[])[1] ?? '';
+  const masterauth = masterauthReply[1] ?? '';
   return { acceptedBy: by, accepts, passwordsOk, masterauthOk: masterauth === c.password };
 }
 
@@ -263,9 +267,9 @@ const FILE_ONLY = new Set(['include', 'rename-command', 'loadmodule', 'user']);
  */
 async function runningConfig(client: Redis, names: string[]): Promise<Record<string, string>> {
   const values: Record<string, string> = {};
-  for (const name of names) {
-    if (FILE_ONLY.has(name.toLowerCase())) continue;
-    const reply = (await client.call('CONFIG', 'GET', name)) as string[];
+  // All at once (one round trip over a slow link).
+  const replies = await Promise.all(names.filter((n) => !FILE_ONLY.has(n.toLowerCase())).map((name) => client.call('CONFIG', 'GET', name) as Promise<string[]>));
+  for (const reply of replies) {
     for (let i = 0; i + 1 < reply.length; i += 2) values[String(reply[i]).toLowerCase()] = String(reply[i + 1]);
   }
   return values;

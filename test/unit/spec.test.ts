@@ -307,6 +307,7 @@ describe('loading files', () => {
     ['examples/local.yaml', 6, 3],
     ['examples/local-4-masters.yaml', 8, 4],
     ['examples/seed.yaml', 6, 3],
+    ['examples/laptop.yaml', 6, 3],
   ] as const)('%s loads with no diagnostics', async (file, nodes, masters) => {
     const result = await loadSpec(file);
     expect(result.diagnostics).toEqual([]);
