@@ -57,6 +57,11 @@ export function shQuote(s: string): string {
  * Log line: <ms since the epoch> TAB <$SSH_CONNECTION> TAB <command>, where command is `-` for a
  * shell (no command) and otherwise the command in base64 (it may hold tabs and newlines).
  * The line is written before the delay, so `at` is when sshd started the session.
+ *
+ * Cost: sshd runs a ForceCommand through the user's shell (`$SHELL -c wrapper`), and bash started
+ * by sshd reads ~/.bashrc; the command's own shell reads it again, as on a plain host. So a
+ * session on such a host costs one more rc run (on the dev machine, root's pyenv init: about
+ * 100-200 ms) and the command sees PATH as the rc left it after running twice.
  */
 export function sessionWrapper(logFile: string, delayFile: string): string {
   return `#!/bin/sh
