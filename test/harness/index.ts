@@ -8,15 +8,29 @@
  *  - /etc/init.d/redis_6379 (start|stop|restart|status) and a fresh /etc/redis/6379.conf;
  *  - a standalone redis on 127.0.0.N:6379 started through that init script.
  *
- * Only 127.0.0.0/8 addresses are ever contacted. See test/e2e/harness.test.ts for usage.
+ * Levers, all off by default (a host without any is exactly the plain host above):
+ *  - sessionLog / slowSessionMs: an sshd ForceCommand wrapper logs every session (exec, shell,
+ *    subsystem) to <host dir>/sessions.log and can delay its start (Harness.sessions,
+ *    clearSessions, setSessionDelay);
+ *  - user: a non-root SSH user with sudo without password, with a password, or none;
+ *  - redisOwned: the host's redis conf and data dir belong to the redis user, as with Debian's
+ *    package;
+ *  - noSftp: no sftp subsystem;
+ *  - Harness.latencyProxy: a TCP proxy in front of a host's sshd that delays each direction.
+ * Every host's sshd allows TCP forwarding (direct-tcpip), so one host can be the ProxyJump
+ * bastion of the others and a host's redis port can be reached through its sshd.
+ *
+ * Only 127.0.0.0/8 addresses are ever contacted. See test/e2e/harness.test.ts and
+ * test/e2e/harness-levers.test.ts for usage.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { accessSync, constants as fsc, existsSync, readdirSync, readFileSync, realpathSync, rmdirSync, statSync } from 'node:fs';
-import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { accessSync, constants as fsc, existsSync, readdirSync, readFileSync, realpathSync, renameSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmod, chown, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BOOT_SCRIPT, initScript, redisConf, sshdConfig } from './files.js';
+import { BOOT_SCRIPT, initScript, redisConf, sessionWrapper, shQuote, sshdConfig } from './files.js';
+import { startLatencyProxy, type LatencyProxy } from './latency.js';
 import { cmdline, hostPids, listPids, isAlive, kill, killUntilGone, killUntilGoneSync, mntNs, OWN_MNT_NS, startTime } from './procs.js';
 
 export interface TestHost {
@@ -34,6 +48,28 @@ export interface ExecResult {
   stdout: string;
   stderr: string;
 }
+
+export type SudoMode = 'nopasswd' | 'password' | 'none';
+
+export interface HarnessUser {
+  /** A system user; created (useradd, home in /home, shell /bin/bash) when missing. */
+  name: string;
+  /** nopasswd: `sudo -n` works; password: sudo asks for a password (the user has none that
+   *  could be typed); none: the user may not use sudo. */
+  sudo: SudoMode;
+}
+
+export interface SessionRecord {
+  /** ms since the epoch when sshd started the session (before any delay). */
+  at: number;
+  /** $SSH_CONNECTION: `client-address client-port server-address server-port`. */
+  connection: string;
+  /** What the client asked for: the exec command, for a subsystem its program (sftp:
+   *  the sftp-server path); null for a shell. */
+  command: string | null;
+}
+
+export type { LatencyProxy };
 
 export interface Harness {
   hosts: TestHost[];
@@ -70,6 +106,21 @@ export interface Harness {
   dropSshConnections(n: number): number;
   /** Run `sh -c command` inside host n's mount namespace (nsenter -t <pid> -m). */
   exec(n: number, command: string, opts?: { timeoutMs?: number }): Promise<ExecResult>;
+  /** The non-root SSH user of HarnessOptions.user (logs in with identityFile like root). */
+  user?: HarnessUser & { uid: number };
+  /** Sessions started on host n so far (or since clearSessions), oldest first. Throws for a
+   *  host without a session log (HarnessOptions.sessionLog / slowSessionMs). */
+  sessions(n: number): SessionRecord[];
+  /** Empty host n's session log. */
+  clearSessions(n: number): void;
+  /** From the next session on, host n waits `ms` before running a session's command (0: none).
+   *  Needs the session log on that host. */
+  setSessionDelay(n: number, ms: number): void;
+  /**
+   * A TCP proxy on 127.0.0.N (port: default any free one) to host n's sshd (127.0.0.N:22),
+   * passing each chunk on delayMs after it arrived, each way, in order. Closed by stop().
+   */
+  latencyProxy(n: number, opts: { delayMs: number; port?: number }): Promise<LatencyProxy>;
   /** Stop everything started, and remove the state dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -80,6 +131,18 @@ export interface HarnessOptions {
   root?: string;
   /** Hosts whose sshd has no sftp subsystem. */
   noSftp?: number[];
+  /** Hosts (true: every host) whose sessions are logged; see Harness.sessions. */
+  sessionLog?: boolean | number[];
+  /** Per host, ms each session waits before its command runs, e.g. { 53: 1000 }; such a host
+   *  gets the session log too. */
+  slowSessionMs?: Record<number, number>;
+  /** A non-root SSH user with or without sudo. Its sudo rule is a file in /etc/sudoers.d, which
+   *  is machine-wide: harnesses running at the same time must use different user names. */
+  user?: HarnessUser;
+  /** Hosts (true: every host) whose /etc/redis/6379.conf is redis:redis 0640 and
+   *  /var/lib/redis (and 6379/) redis:redis 0750, as Debian's package leaves them. redis
+   *  still runs as root through the init script, as on a plain host. */
+  redisOwned?: boolean | number[];
 }
 
 const MARKER = '.rcluster-harness';
@@ -87,6 +150,11 @@ const DEFAULT_PARENT = '/tmp/rcluster-harness';
 const SSHD = '/usr/sbin/sshd';
 const WATCHDOG = fileURLToPath(new URL('./watchdog.mjs', import.meta.url));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const SUDOERS_DIR = '/etc/sudoers.d';
+const SUDOERS_PREFIX = 'rcluster-harness-';
+// With a ForceCommand, a subsystem request reaches the wrapper as SSH_ORIGINAL_COMMAND=<the
+// Subsystem line's program>; "internal-sftp" is built into sshd and cannot be exec'd by it.
+const SFTP_SERVERS = ['/usr/lib/openssh/sftp-server', '/usr/libexec/openssh/sftp-server', '/usr/libexec/sftp-server', '/usr/lib/ssh/sftp-server'];
 
 // ---------------------------------------------------------------------------------------
 // availability
@@ -257,6 +325,8 @@ interface StateFile {
   ownerStart: string | null;
   hosts: number[];
   watchdogPid?: number;
+  /** /etc/sudoers.d file written for HarnessOptions.user: removed with the state dir. */
+  sudoersFile?: string;
 }
 
 function readState(dir: string): StateFile | null {
@@ -285,6 +355,7 @@ function hostNumbersIn(dir: string): number[] {
 async function cleanStateDir(dir: string): Promise<void> {
   const state = readState(dir);
   if (state?.watchdogPid && cmdline(state.watchdogPid).includes(WATCHDOG)) kill(state.watchdogPid, 'SIGKILL');
+  if (state?.sudoersFile && isHarnessSudoersFile(state.sudoersFile)) await rm(state.sudoersFile, { force: true });
   for (const n of hostNumbersIn(dir)) {
     const hostDir = join(dir, 'hosts', String(n));
     await killUntilGone(() => hostPids(hostDir, n), `leftovers of host ${n} in ${dir}`);
@@ -330,11 +401,130 @@ async function prepareRoot(root: string, hosts: number[]): Promise<void> {
 }
 
 // ---------------------------------------------------------------------------------------
+// levers: the non-root user and its sudo, the redis user, sftp-server
+
+function isHarnessSudoersFile(file: string): boolean {
+  return dirname(file) === SUDOERS_DIR && basename(file).startsWith(SUDOERS_PREFIX) && !basename(file).includes('.');
+}
+
+interface PasswdEntry {
+  uid: number;
+  gid: number;
+  home: string;
+  shell: string;
+}
+
+/** getent, not /etc/passwd: the user may come from NSS. null when there is no such user. */
+function passwdEntry(name: string): PasswdEntry | null {
+  const r = spawnSync(which('getent') ?? 'getent', ['passwd', name], { encoding: 'utf8', timeout: 10_000 });
+  if (r.status === 2) return null; // "key not found"
+  if (r.status !== 0) throw new Error(`getent passwd ${name} failed (${r.status}): ${r.stderr || r.error?.message}`);
+  const f = r.stdout.trim().split('\n')[0]?.split(':') ?? [];
+  if (f.length < 7) throw new Error(`getent passwd ${name}: unexpected output ${r.stdout}`);
+  return { uid: Number(f[2]), gid: Number(f[3]), home: f[5] ?? '', shell: f[6] ?? '' };
+}
+
+function redisIds(): PasswdEntry {
+  const e = passwdEntry('redis');
+  if (!e) throw new Error(`HarnessOptions.redisOwned: there is no redis user on this machine (id redis finds none; Debian's redis-server package creates it)`);
+  return e;
+}
+
+function sudoRule(name: string, mode: SudoMode): string | null {
+  if (mode === 'none') return null;
+  return `# rcluster test harness: SSH user ${name}, sudo ${mode}\n${name} ALL=(ALL:ALL) ${mode === 'nopasswd' ? 'NOPASSWD: ' : ''}ALL\n`;
+}
+
+/**
+ * Create the user if missing (idempotent: an existing one is checked, not changed), and give it
+ * the sudo rule of `mode`. Returns the user's uid and the sudoers file written (if any).
+ */
+async function ensureUser(u: HarnessUser, scratchDir: string): Promise<{ uid: number; sudoersFile?: string }> {
+  if (!/^[a-z_][a-z0-9_-]{0,30}$/.test(u.name)) throw new Error(`HarnessOptions.user.name must be a lowercase user name (a-z, 0-9, _ and -; at most 31), got ${JSON.stringify(u.name)}`);
+  if (!['nopasswd', 'password', 'none'].includes(u.sudo)) throw new Error(`HarnessOptions.user.sudo must be nopasswd, password or none, got ${JSON.stringify(u.sudo)}`);
+  const sudo = which('sudo');
+  const visudo = which('visudo');
+  if (u.sudo !== 'none' && (!sudo || !visudo)) {
+    // Never skip: a test that asked for sudo would otherwise pass without ever using it.
+    throw new Error(`HarnessOptions.user.sudo '${u.sudo}' needs sudo, and ${!sudo ? 'sudo' : 'visudo'} is not installed on this machine (command -v ${!sudo ? 'sudo' : 'visudo'} finds nothing): install the sudo package`);
+  }
+
+  let entry = passwdEntry(u.name);
+  if (!entry) {
+    const useradd = which('useradd');
+    if (!useradd) throw new Error(`HarnessOptions.user: user ${u.name} does not exist and useradd is not installed`);
+    // Password '*': no password can match, but the account is not locked ('!'), which sshd
+    // (UsePAM no) would refuse even for a key.
+    const r = await run(useradd, ['--create-home', '--shell', '/bin/bash', '--password', '*', '--comment', 'rcluster test harness', u.name], { timeoutMs: 30_000 });
+    entry = passwdEntry(u.name); // another harness may have created it meanwhile
+    if (!entry) throw new Error(`useradd ${u.name} failed (${r.code}): ${r.stderr || r.stdout}`);
+  }
+  if (entry.uid === 0) throw new Error(`HarnessOptions.user: ${u.name} has uid 0; the lever is for a non-root user`);
+  if (/(nologin|false)$/.test(entry.shell) || !existsSync(entry.shell)) {
+    throw new Error(`HarnessOptions.user: ${u.name} exists with shell ${entry.shell || '(none)'}, which cannot run SSH commands`);
+  }
+  const shadow = readFileSync('/etc/shadow', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`${u.name}:`));
+  if (shadow?.split(':')[1]?.startsWith('!')) {
+    throw new Error(`HarnessOptions.user: ${u.name}'s account is locked ('!' in /etc/shadow), so sshd (UsePAM no) refuses its key; unlock it, e.g. usermod -p '*' ${u.name}`);
+  }
+
+  const file = join(SUDOERS_DIR, SUDOERS_PREFIX + u.name);
+  const rule = sudoRule(u.name, u.sudo);
+  if (rule === null) {
+    await rm(file, { force: true });
+  } else {
+    const draft = join(scratchDir, `sudoers-${u.name}`);
+    await writeFile(draft, rule, { mode: 0o440 });
+    await mustRun(visudo!, ['-c', '-q', '-f', draft]);
+    await mkdir(SUDOERS_DIR, { recursive: true, mode: 0o755 });
+    // sudo ignores names with a '.' in an includedir: the file appears whole, by rename.
+    const tmp = join(SUDOERS_DIR, `.${SUDOERS_PREFIX}${u.name}.tmp`);
+    await writeFile(tmp, rule, { mode: 0o440 });
+    await chmod(tmp, 0o440);
+    await rename(tmp, file);
+  }
+  if (sudo) {
+    // What sudo itself says this user may do: catches a sudoers without @includedir, or a user
+    // whose group (sudo, wheel...) grants more than the mode asked for.
+    const l = await run(sudo, ['-n', '-l', '-U', u.name], { timeoutMs: 10_000 });
+    const ok =
+      u.sudo === 'nopasswd'
+        ? /\(ALL : ALL\) NOPASSWD: ALL/.test(l.stdout)
+        : u.sudo === 'password'
+          ? /\(ALL : ALL\) ALL/.test(l.stdout) && !/NOPASSWD/.test(l.stdout)
+          : /is not allowed to run sudo/.test(l.stdout + l.stderr);
+    if (!ok) throw new Error(`HarnessOptions.user: after setting sudo '${u.sudo}' for ${u.name}, sudo -l -U ${u.name} says:\n${l.stdout}${l.stderr}`);
+  }
+  return rule === null ? { uid: entry.uid } : { uid: entry.uid, sudoersFile: file };
+}
+
+function sftpServer(): string | null {
+  for (const p of SFTP_SERVERS) {
+    try {
+      accessSync(p, fsc.X_OK);
+      return p;
+    } catch {
+      /* next */
+    }
+  }
+  return null;
+}
+
+/** Host numbers of a `boolean | number[]` lever. */
+function hostsOf(lever: boolean | number[] | undefined, all: number[]): number[] {
+  return lever === true ? all : Array.isArray(lever) ? lever : [];
+}
+
+// ---------------------------------------------------------------------------------------
 // hosts
 
 interface HostState extends TestHost {
   dir: string;
   pub: string;
+  /** Sessions go through the ForceCommand wrapper (logged, maybe delayed). */
+  sessionLog: boolean;
   child?: ChildProcess;
   pid?: number;
   ns?: string;
@@ -359,6 +549,7 @@ function makeHost(root: string, n: number): HostState {
     root: dir,
     dir,
     pub: '',
+    sessionLog: false,
     path(p: string): string {
       if (!p.startsWith('/')) throw new Error(`host path must be absolute: ${p}`);
       const norm = posix.normalize(p);
@@ -380,6 +571,23 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   for (const n of nums) {
     if (!Number.isInteger(n) || n < 2 || n > 254) throw new Error(`test host number must be an integer in 2..254 (127.0.0.1 is shared), got ${n}`);
   }
+  const inHarness = (what: string, ns: number[]) => {
+    for (const n of ns) if (!nums.includes(n)) throw new Error(`HarnessOptions.${what}: host ${n} is not one of this harness's hosts (${nums.join(', ')})`);
+  };
+  const slow = opts.slowSessionMs ?? {};
+  for (const [k, ms] of Object.entries(slow)) {
+    if (!Number.isInteger(ms) || ms < 0) throw new Error(`HarnessOptions.slowSessionMs[${k}] must be a whole number of ms >= 0, got ${ms}`);
+  }
+  const logged = new Set([...hostsOf(opts.sessionLog, nums), ...Object.keys(slow).map(Number)]);
+  inHarness('sessionLog/slowSessionMs', [...logged]);
+  const redisOwned = hostsOf(opts.redisOwned, nums);
+  inHarness('redisOwned', redisOwned);
+  const redisUser = redisOwned.length > 0 ? redisIds() : undefined;
+  const sftpPath = [...logged].some((n) => !opts.noSftp?.includes(n)) ? sftpServer() : null;
+  if (sftpPath === null && [...logged].some((n) => !opts.noSftp?.includes(n))) {
+    throw new Error(`a host with a session log and sftp needs an external sftp-server (none of ${SFTP_SERVERS.join(', ')} exists): with sshd's ForceCommand, internal-sftp cannot be used`);
+  }
+
   const rootArg = resolve(opts.root ?? join(DEFAULT_PARENT, nums.join('-')));
   if (rootArg.split('/').filter(Boolean).length < 2) throw new Error(`harness root too close to /: ${rootArg}`);
   await mkdir(dirname(rootArg), { recursive: true });
@@ -391,13 +599,15 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   const state: StateFile = { ownerPid: process.pid, ownerStart: startTime(process.pid), hosts: nums };
   await writeFile(join(root, 'state.json'), JSON.stringify(state));
 
-  const hosts = new Map<number, HostState>(nums.map((n) => [n, makeHost(root, n)]));
+  const hosts = new Map<number, HostState>(nums.map((n) => [n, { ...makeHost(root, n), sessionLog: logged.has(n) }]));
   const clientDir = join(root, 'client');
   const identityFile = join(clientDir, 'id_ed25519');
   const authorizedKeys = join(clientDir, 'authorized_keys');
   const knownHostsFile = join(root, 'known_hosts');
   let stopped = false;
   let watchdog: ChildProcess | undefined;
+  let user: (HarnessUser & { uid: number }) | undefined;
+  const proxies = new Set<LatencyProxy>();
 
   const killAllSync = () => {
     for (const h of hosts.values()) killUntilGoneSync(() => hostPids(h.dir, h.n));
@@ -423,6 +633,11 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   };
 
   const hostKeyFile = (h: HostState) => join(h.dir, 'ssh', 'ssh_host_ed25519_key');
+  // On the real filesystem, outside the bind mounts: the wrapper (inside the host's namespace)
+  // and the test runner see the same files.
+  const wrapperFile = (h: HostState) => join(h.dir, 'ssh', 'session');
+  const sessionsFile = (h: HostState) => join(h.dir, 'sessions.log');
+  const delayFile = (h: HostState) => join(h.dir, 'session-delay-ms');
 
   const setupHost = async (h: HostState) => {
     for (const sub of ['etc-redis', 'etc-init.d', 'var-lib-redis/6379', 'run/sshd', 'var-log', 'ssh']) {
@@ -430,11 +645,38 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     }
     await chmod(join(h.dir, 'run', 'sshd'), 0o755);
     h.pub = await genKey(hostKeyFile(h), `rcluster-harness-host-${h.n}`);
+    const sftp = !opts.noSftp?.includes(h.n);
+    if (h.sessionLog) {
+      await writeFile(wrapperFile(h), sessionWrapper(sessionsFile(h), delayFile(h)), { mode: 0o755 });
+      await chmod(wrapperFile(h), 0o755);
+      await writeFile(sessionsFile(h), '');
+      // The wrapper runs as whoever logged in: the non-root user's sessions append here too.
+      await chmod(sessionsFile(h), 0o666);
+      await writeFile(delayFile(h), `${slow[h.n] ?? 0}\n`);
+      await chmod(delayFile(h), 0o644);
+    }
     await writeFile(
       join(h.dir, 'ssh', 'sshd_config'),
-      sshdConfig({ address: h.address, hostKeyFile: hostKeyFile(h), pidFile: join(h.dir, 'sshd.pid'), authorizedKeysFile: authorizedKeys, sftp: !opts.noSftp?.includes(h.n) }),
+      sshdConfig({
+        address: h.address,
+        hostKeyFile: hostKeyFile(h),
+        pidFile: join(h.dir, 'sshd.pid'),
+        authorizedKeysFile: authorizedKeys,
+        sftp,
+        ...(h.sessionLog ? { forceCommand: shQuote(wrapperFile(h)), ...(sftp && sftpPath ? { sftpServer: sftpPath } : {}) } : {}),
+      }),
     );
     await writeFile(h.path('/etc/redis/6379.conf'), redisConf(h.address));
+    if (redisUser && redisOwned.includes(h.n)) {
+      // As Debian's redis-server package leaves them: the SSH user needs sudo to read or change
+      // the conf, or to look into the data dir.
+      await chown(h.path('/etc/redis/6379.conf'), redisUser.uid, redisUser.gid);
+      await chmod(h.path('/etc/redis/6379.conf'), 0o640);
+      for (const d of ['/var/lib/redis', '/var/lib/redis/6379']) {
+        await chown(h.path(d), redisUser.uid, redisUser.gid);
+        await chmod(h.path(d), 0o750);
+      }
+    }
     await writeFile(h.path('/etc/init.d/redis_6379'), initScript(tools.redisServer, tools.redisCli), { mode: 0o755 });
     await chmod(h.path('/etc/init.d/redis_6379'), 0o755);
   };
@@ -460,6 +702,60 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     const children = listPids().filter((p) => parentPid(p) === h.pid);
     for (const p of children) kill(p, 'SIGKILL');
     return children.length;
+  };
+
+  const withLog = (n: number): HostState => {
+    const h = get(n);
+    if (!h.sessionLog) throw new Error(`host ${n} has no session log: start the harness with sessionLog (or slowSessionMs) for it`);
+    return h;
+  };
+
+  const sessions = (n: number): SessionRecord[] => {
+    const h = withLog(n);
+    let text: string;
+    try {
+      text = readFileSync(sessionsFile(h), 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+    const lines = text.split('\n');
+    lines.pop(); // after the last newline: '' or a line still being written
+    return lines.map((line) => {
+      const [at, connection, command, ...rest] = line.split('\t');
+      if (at === undefined || connection === undefined || command === undefined || rest.length > 0 || !/^\d+$/.test(at)) {
+        throw new Error(`host ${n}: bad line in ${sessionsFile(h)}: ${JSON.stringify(line)}`);
+      }
+      return { at: Number(at), connection, command: command === '-' ? null : Buffer.from(command, 'base64').toString('utf8') };
+    });
+  };
+
+  const clearSessions = (n: number) => {
+    // Truncate in place: the file keeps its mode (0666) for the non-root user's sessions.
+    writeFileSync(sessionsFile(withLog(n)), '');
+  };
+
+  const setSessionDelay = (n: number, ms: number) => {
+    if (!Number.isInteger(ms) || ms < 0) throw new Error(`setSessionDelay(${n}): ms must be a whole number >= 0, got ${ms}`);
+    const file = delayFile(withLog(n));
+    // Whole by rename: a session starting meanwhile reads the old or the new delay.
+    writeFileSync(`${file}.new`, `${ms}\n`, { mode: 0o644 });
+    renameSync(`${file}.new`, file);
+  };
+
+  const latencyProxy = async (n: number, o: { delayMs: number; port?: number }): Promise<LatencyProxy> => {
+    const h = get(n);
+    if (stopped) throw new Error('latencyProxy: the harness is stopped');
+    const p = await startLatencyProxy({ host: h.address, port: o.port ?? 0, targetHost: h.address, targetPort: 22, delayMs: o.delayMs });
+    proxies.add(p);
+    return {
+      host: p.host,
+      port: p.port,
+      close: async () => {
+        proxies.delete(p);
+        await p.close();
+      },
+    };
   };
 
   const bootHost = async (h: HostState) => {
@@ -545,6 +841,8 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     stopped = true;
     if (watchdog?.pid) kill(watchdog.pid, 'SIGKILL');
     const errors: unknown[] = [];
+    await Promise.all([...proxies].map((p) => p.close()));
+    if (state.sudoersFile) await rm(state.sudoersFile, { force: true }).catch((e: unknown) => errors.push(e));
     await Promise.all(nums.map((n) => stopHost(n).catch((e: unknown) => errors.push(e))));
     process.off('exit', onExit);
     await rm(root, { recursive: true, force: true });
@@ -565,6 +863,22 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     await Promise.all([clientKey, ...[...hosts.values()].map(setupHost)]);
     const clientPub = await clientKey;
     await writeFile(authorizedKeys, clientPub + '\n');
+    if (opts.user) {
+      // Recorded before it exists: a crash right after still gets it removed (cleanStateDir,
+      // watchdog).
+      if (opts.user.sudo !== 'none') {
+        state.sudoersFile = join(SUDOERS_DIR, SUDOERS_PREFIX + opts.user.name);
+        await writeFile(join(root, 'state.json'), JSON.stringify(state));
+      }
+      const u = await ensureUser(opts.user, root);
+      user = { ...opts.user, uid: u.uid };
+      // sshd reads authorized_keys as the user, and the wrapper runs as the user: every
+      // directory on the way must be searchable whatever the umask was.
+      const dirs = [root, join(root, 'hosts'), clientDir, ...[...hosts.values()].flatMap((h) => [h.dir, join(h.dir, 'ssh')])];
+      if (dirname(root) === DEFAULT_PARENT) dirs.unshift(DEFAULT_PARENT);
+      for (const d of dirs) await chmod(d, 0o755);
+      await chmod(authorizedKeys, 0o644);
+    }
 
     watchdog = spawn(process.execPath, [WATCHDOG, root, nums.join(',')], { detached: true, stdio: ['pipe', 'ignore', 'ignore'], cwd: '/' });
     watchdog.on('error', () => undefined);
@@ -595,6 +909,11 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
       isUp,
       dropSshConnections,
       exec,
+      ...(user ? { user } : {}),
+      sessions,
+      clearSessions,
+      setSessionDelay,
+      latencyProxy,
       stop,
     };
   } catch (e) {

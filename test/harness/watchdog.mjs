@@ -2,7 +2,8 @@
 // When the pipe closes without the harness having killed us first (the test process
 // died: crash, SIGKILL, vitest timeout), kill every process of every test host
 // (identified by the host's /etc/redis bind mount in /proc/<pid>/mountinfo) and remove
-// the state dir. A clean stop() SIGKILLs the watchdog before tearing down itself.
+// the state dir (and the sudoers.d file of HarnessOptions.user, if any). A clean stop() SIGKILLs
+// the watchdog before tearing down itself.
 //
 // argv: <realRoot> <n,n,...>
 import { readdirSync, readFileSync, readlinkSync, rmSync, existsSync, rmdirSync } from 'node:fs';
@@ -69,6 +70,13 @@ function cleanup() {
       }
     }
     Atomics.wait(cell, 0, 0, 20);
+  }
+  // The sudo rule of HarnessOptions.user lives in the real /etc/sudoers.d: never leave it behind.
+  try {
+    const f = JSON.parse(readFileSync(`${root}/state.json`, 'utf8')).sudoersFile;
+    if (typeof f === 'string' && /^\/etc\/sudoers\.d\/rcluster-harness-[^./]+$/.test(f)) rmSync(f, { force: true });
+  } catch {
+    /* no state, or no rule */
   }
   if (existsSync(`${root}/.rcluster-harness`)) rmSync(root, { recursive: true, force: true });
   const parent = dirname(root);
