@@ -311,8 +311,15 @@ function addressOfEntry(view: ClusterNodeEntry[], id: string): string {
 const NUMBER_WORDS: Record<number, string> = { 3: 'three', 4: 'four', 5: 'five', 6: 'six', 7: 'seven', 8: 'eight', 9: 'nine', 10: 'ten' };
 
 /**
- * Nodes that leave: forgotten by every node that stays (they must not learn of it again from
- * each other within the 60 s ban), then reset and stopped.
+ * Nodes that leave: reset and stopped first, then forgotten by every node that stays (all of
+ * them: they must not learn of it again from each other within the 60 s ban).
+ *
+ * In this order, an apply killed between the two leaves a state the next plan can see: the nodes
+ * that stay still list the leaving one, and it either answers with its own id (reset, not yet
+ * stopped) or not at all. Forgotten first, a kill before its reset left a node that no spec node
+ * lists any more, still running with the cluster's state: the next plan saw nothing to do, and
+ * putting the node back in the spec later waited for a join that never came (it knows the
+ * cluster, so it looked like a join still spreading).
  */
 function removals(desired: DesiredCluster, leaving: LeavingNode[]): Step[] {
   const via = desired.nodes.map((n) => n.address);
@@ -322,8 +329,8 @@ function removals(desired: DesiredCluster, leaving: LeavingNode[]): Step[] {
     return svc ? { service: svc } : {};
   };
   return [
-    ...leaving.map((l): Step => ({ kind: 'forget_node', node: l.address, id: l.id, via })),
     ...leaving.map((l): Step => ({ kind: 'remove_node', node: l.address, id: l.id, stop: desired.connection !== 'none', reachable: l.reachable, ...service(l.address) })),
+    ...leaving.map((l): Step => ({ kind: 'forget_node', node: l.address, id: l.id, via })),
   ];
 }
 
