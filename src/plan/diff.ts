@@ -221,7 +221,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   steps.push(...restarts);
 
   warnings.push(...replicaWarnings(desired, shards.masters, shards.replicaOf));
-  for (const l of leaving.filter((x) => !x.reachable)) {
+  for (const l of leaving.filter((x) => !x.reachable && !x.wasReset)) {
     warnings.push(`${l.address} (${l.id.slice(0, 8)}) is not in the spec and does not answer: it is forgotten, but cannot be reset or stopped; reset it (CLUSTER RESET HARD) before it is started again`);
   }
 
@@ -329,7 +329,9 @@ function removals(desired: DesiredCluster, leaving: LeavingNode[]): Step[] {
     return svc ? { service: svc } : {};
   };
   return [
-    ...leaving.map((l): Step => ({ kind: 'remove_node', node: l.address, id: l.id, stop: desired.connection !== 'none', reachable: l.reachable, ...service(l.address) })),
+    ...leaving.map(
+      (l): Step => ({ kind: 'remove_node', node: l.address, id: l.id, stop: desired.connection !== 'none', reachable: l.reachable, ...(l.wasReset ? { wasReset: true } : {}), ...service(l.address) }),
+    ),
     ...leaving.map((l): Step => ({ kind: 'forget_node', node: l.address, id: l.id, via })),
   ];
 }

@@ -5,7 +5,7 @@ import type { LiveCluster } from '../../src/live/types.js';
 import { computePlan } from '../../src/plan/diff.js';
 import { fingerprint, nodeFingerprints } from '../../src/plan/fingerprint.js';
 import type { Plan, Step, StepKind } from '../../src/plan/types.js';
-import { countSlots } from '../../src/live/parse.js';
+import { countSlots, parseClusterNodes } from '../../src/live/parse.js';
 import { renderPlan } from '../../src/render/plan.js';
 import {
   addresses,
@@ -13,6 +13,7 @@ import {
   freshNode,
   healthyCluster,
   healthyMembers,
+  idOf,
   joinedCluster,
   plainRedisNode,
   spec,
@@ -338,6 +339,39 @@ describe('computePlan: a running cluster', () => {
       { kind: 'forget_node', node: N7, id, via: A },
     ]);
     expect(renderPlan(plan)).toContain(`- reset ${N7} (CLUSTER RESET SOFT) and stop it, so that it can be re-added cleanly\n    - forget ${N7} (${id.slice(0, 8)}) on 6 node(s)`);
+  });
+
+  // A removal cut off after the reset and stop, before the nodes that stay forgot the node (an
+  // apply killed there): they still list it, and it does not answer.
+  it('a removed node that does not answer: only forgotten, with a warning to reset it before it comes back', () => {
+    const live = joinedCluster([...healthyMembers(A), { address: N7, master: N1, notInspected: true }], [unreachableNode(N7, 'connect ECONNREFUSED')]);
+    const plan = computePlan(spec(A), live, NOW);
+    const id = idOf(N7);
+    expect(plan.steps).toEqual([
+      { kind: 'remove_node', node: N7, id, stop: true, reachable: false },
+      { kind: 'forget_node', node: N7, id, via: A },
+    ]);
+    expect(renderPlan(plan)).toContain(`- ${N7} does not answer: it is only forgotten; reset it (CLUSTER RESET HARD) before it comes back`);
+    expect(plan.warnings).toEqual([`${N7} (${id.slice(0, 8)}) is not in the spec and does not answer: it is forgotten, but cannot be reset or stopped; reset it (CLUSTER RESET HARD) before it is started again`]);
+  });
+
+  it('a removed node that does not answer, whose saved state knows only itself: the plan says it was reset, and only forgets it', () => {
+    const saved = parseClusterNodes(`${idOf(N7)} ${N7}@17007 myself,master - 0 0 7 connected\n`);
+    const stopped = unreachableNode(N7, 'connect ECONNREFUSED', { path: '/x/nodes-7007.conf', view: saved });
+    const live = joinedCluster([...healthyMembers(A), { address: N7, master: N1, notInspected: true }], [stopped]);
+    const plan = computePlan(spec(A), live, NOW);
+    const id = idOf(N7);
+    expect(plan.steps).toEqual([
+      { kind: 'remove_node', node: N7, id, stop: true, reachable: false, wasReset: true },
+      { kind: 'forget_node', node: N7, id, via: A },
+    ]);
+    expect(renderPlan(plan)).toContain(`- ${N7} is stopped, and was reset before it stopped (its saved state knows no other node): it is only forgotten`);
+    expect(plan.warnings).toEqual([]);
+    // A saved state that still knows the cluster (stopped without a reset) is not taken for one.
+    const notReset = unreachableNode(N7, 'connect ECONNREFUSED', { path: '/x/nodes-7007.conf', view: live.nodes[0]?.view.map((e) => ({ ...e, myself: e.id === id })) ?? [] });
+    const again = computePlan(spec(A), joinedCluster([...healthyMembers(A), { address: N7, master: N1, notInspected: true }], [notReset]), NOW);
+    expect(again.steps[0]).toEqual({ kind: 'remove_node', node: N7, id, stop: true, reachable: false });
+    expect(again.warnings).toHaveLength(1);
   });
 
   it('a node not in the spec that owns slots but does not answer: PlanError (its keys cannot be moved)', () => {
