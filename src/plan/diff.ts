@@ -83,15 +83,30 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const leavingById = new Map(leaving.map((l) => [l.id, l]));
   const addressOf = (e: ClusterNodeEntry): string | undefined => resolve(e, anchor) ?? leavingById.get(e.id)?.address;
   const owner = new Map<number, string>();
+  const ownerEpoch = new Map<number, number>();
   for (const e of anchor.view) {
     if (e.role !== 'master') continue;
     const who = addressOf(e);
-    if (who) for (const slot of slotList(e.slots)) owner.set(slot, who);
+    if (who) {
+      for (const slot of slotList(e.slots)) {
+        owner.set(slot, who);
+        ownerEpoch.set(slot, e.configEpoch);
+      }
+    }
   }
   // A node's own view is the truth about what it claims; the anchor may not have heard yet
-  // (a create cut off after MEET). Slots the anchor sees served stay as it sees them.
+  // (a create cut off after MEET). Slots the anchor sees served stay as it sees them, unless a
+  // running master claims them with a newer config epoch than the anchor knows for their owner:
+  // a failover that has just happened (an apply killed right after CLUSTER FAILOVER), whose
+  // promoted replica bumped its epoch and took the slots before gossip told the anchor. Redis
+  // settles it the same way; planned from the anchor's stale view, the old master (a replica by
+  // now) was drained of slots it no longer had, and apply failed on it.
   for (const s of states) {
-    for (const slot of slotList(s.view.find((e) => e.myself)?.slots ?? [])) if (!owner.has(slot)) owner.set(slot, s.node.address);
+    const me = s.view.find((e) => e.myself);
+    const newer = s.live && me?.role === 'master';
+    for (const slot of slotList(me?.slots ?? [])) {
+      if (!owner.has(slot) || (newer && (me?.configEpoch ?? 0) > (ownerEpoch.get(slot) ?? Infinity))) owner.set(slot, s.node.address);
+    }
   }
   for (const o of open) owner.set(o.slot, o.to);
   const claims = new Map<string, number[]>();

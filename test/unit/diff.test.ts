@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PlanError } from '../../src/errors.js';
-import type { LiveCluster } from '../../src/live/types.js';
+import type { LiveCluster, LiveNode } from '../../src/live/types.js';
 import { computePlan } from '../../src/plan/diff.js';
 import { fingerprint, nodeFingerprints } from '../../src/plan/fingerprint.js';
 import type { Plan, Step, StepKind } from '../../src/plan/types.js';
@@ -653,6 +653,33 @@ describe('computePlan: day-2 changes', () => {
     ]);
     expect(masters(plan).map((m) => m.node)).toEqual([N4, N2, N3]);
     expect(plan.warnings.join('\n')).toContain(`${N4} will have fewer than 1 replica(s)`);
+  });
+
+  // An apply killed right after CLUSTER FAILOVER: the promoted replica owns the slots with a
+  // bumped config epoch, but gossip has not told the other nodes yet (the anchor's view is stale).
+  it('a failover that has just happened, before gossip tells the anchor: the newer config epoch wins; the old master is only removed, nothing is drained', () => {
+    const stale = healthy();
+    const after = joinedCluster([
+      { address: N1, master: N4 },
+      { address: N2, slots: [CREATE_RANGES[1]!] },
+      { address: N3, slots: [CREATE_RANGES[2]!] },
+      { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
+      { address: N5, master: N2 },
+      { address: N6, master: N3 },
+    ]);
+    // Only the old master and its replica know the failover yet.
+    const live: LiveCluster = { nodes: stale.nodes.map((n) => (n.address === N1 || n.address === N4 ? (after.nodes.find((x) => x.address === n.address) as LiveNode) : n)) };
+    const plan = computePlan(spec([N2, N3, N4, N5, N6], { masters: 3 }), live, NOW);
+    const id1 = live.nodes.find((n) => n.address === N1)?.id as string;
+    expect(plan.steps).toEqual([
+      { kind: 'remove_node', node: N1, id: id1, stop: true, reachable: true },
+      { kind: 'forget_node', node: N1, id: id1, via: [N2, N3, N4, N5, N6] },
+    ]);
+    expect(masters(plan).map((m) => [m.node, countSlots(m.slots as never)])).toEqual([
+      [N4, 5461],
+      [N2, 5462],
+      [N3, 5461],
+    ]);
   });
 
   it('a weight change on a running cluster reshards only the difference, and a failover never moves slots', () => {
