@@ -309,12 +309,16 @@ async function migrate(from: string, to: string, slots: number[], ctx: StepConte
 }
 
 /**
- * CLUSTER RESET HARD, so that the node forgets the cluster and can be re-added cleanly, then stop
- * it through its host. A node already reset (another id at that address) is only stopped.
+ * CLUSTER RESET SOFT, so that the node forgets the cluster and can be re-added cleanly, then stop
+ * it through its host; the nodes that stay forget it after this step (see removals in diff.ts).
+ * SOFT, not HARD: the node keeps its id. Until they forget it, the nodes that stay still talk to
+ * it, and one that answered with a new id would be marked noaddr in their views, losing its
+ * address: an apply killed before the stop would leave it running where no plan could find it.
+ * A node already reset (another id at that address) is only stopped.
  */
 async function removeNode(step: Extract<Step, { kind: 'remove_node' }>, ctx: StepContext): Promise<void> {
   const id = String(await ctx.pool.call(step.node, 'CLUSTER', 'MYID'));
-  if (id === step.id) await ctx.pool.call(step.node, 'CLUSTER', 'RESET', 'HARD');
+  if (id === step.id) await ctx.pool.call(step.node, 'CLUSTER', 'RESET', 'SOFT');
   else {
     // Another id: reset already, or another node entirely. Only an empty node that knows no
     // one is ours to stop.

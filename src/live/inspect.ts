@@ -41,7 +41,16 @@ export async function inspectCluster(desired: DesiredCluster, opts: InspectOptio
     [...unlisted].map((address) =>
       limit(async () => {
         const { host, port } = splitAddress(address);
-        return inspectRedis(unlistedNode(desired, host, port), undefined, commandTimeoutMs);
+        const node = unlistedNode(desired, host, port);
+        const live = await inspectRedis(node, undefined, commandTimeoutMs);
+        // One that is stopped: with connection local its saved state is on this machine, where
+        // rcluster kept it, and says whether it was reset before it stopped (an apply cut off
+        // between a removal's reset and its forget). Only a hint: an unreadable file is no error.
+        if (desired.connection === 'local' && opts.driver && !live.reachable && !live.unresponsive) {
+          const onDisk = await readOnDiskView(node, opts.driver).catch(() => undefined);
+          if (onDisk) live.onDisk = onDisk;
+        }
+        return live;
       }),
     ),
   );

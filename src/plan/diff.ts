@@ -78,15 +78,30 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   const leavingById = new Map(leaving.map((l) => [l.id, l]));
   const addressOf = (e: ClusterNodeEntry): string | undefined => resolve(e, anchor) ?? leavingById.get(e.id)?.address;
   const owner = new Map<number, string>();
+  const ownerEpoch = new Map<number, number>();
   for (const e of anchor.view) {
     if (e.role !== 'master') continue;
     const who = addressOf(e);
-    if (who) for (const slot of slotList(e.slots)) owner.set(slot, who);
+    if (who) {
+      for (const slot of slotList(e.slots)) {
+        owner.set(slot, who);
+        ownerEpoch.set(slot, e.configEpoch);
+      }
+    }
   }
   // A node's own view is the truth about what it claims; the anchor may not have heard yet
-  // (a create cut off after MEET). Slots the anchor sees served stay as it sees them.
+  // (a create cut off after MEET). Slots the anchor sees served stay as it sees them, unless a
+  // running master claims them with a newer config epoch than the anchor knows for their owner:
+  // a failover that has just happened (an apply killed right after CLUSTER FAILOVER), whose
+  // promoted replica bumped its epoch and took the slots before gossip told the anchor. Redis
+  // settles it the same way; planned from the anchor's stale view, the old master (a replica by
+  // now) was drained of slots it no longer had, and apply failed on it.
   for (const s of states) {
-    for (const slot of slotList(s.view.find((e) => e.myself)?.slots ?? [])) if (!owner.has(slot)) owner.set(slot, s.node.address);
+    const me = s.view.find((e) => e.myself);
+    const newer = s.live && me?.role === 'master';
+    for (const slot of slotList(me?.slots ?? [])) {
+      if (!owner.has(slot) || (newer && (me?.configEpoch ?? 0) > (ownerEpoch.get(slot) ?? Infinity))) owner.set(slot, s.node.address);
+    }
   }
   for (const o of open) owner.set(o.slot, o.to);
   const claims = new Map<string, number[]>();
@@ -216,7 +231,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   steps.push(...restarts);
 
   warnings.push(...replicaWarnings(desired, shards.masters, shards.replicaOf));
-  for (const l of leaving.filter((x) => !x.reachable)) {
+  for (const l of leaving.filter((x) => !x.reachable && !x.wasReset)) {
     warnings.push(`${l.address} (${l.id.slice(0, 8)}) is not in the spec and does not answer: it is forgotten, but cannot be reset or stopped; reset it (CLUSTER RESET HARD) before it is started again`);
   }
 
@@ -306,8 +321,15 @@ function addressOfEntry(view: ClusterNodeEntry[], id: string): string {
 const NUMBER_WORDS: Record<number, string> = { 3: 'three', 4: 'four', 5: 'five', 6: 'six', 7: 'seven', 8: 'eight', 9: 'nine', 10: 'ten' };
 
 /**
- * Nodes that leave: forgotten by every node that stays (they must not learn of it again from
- * each other within the 60 s ban), then reset and stopped.
+ * Nodes that leave: reset and stopped first, then forgotten by every node that stays (all of
+ * them: they must not learn of it again from each other within the 60 s ban).
+ *
+ * In this order, an apply killed between the two leaves a state the next plan can see: the nodes
+ * that stay still list the leaving one, and it either answers with its own id (reset, not yet
+ * stopped) or not at all. Forgotten first, a kill before its reset left a node that no spec node
+ * lists any more, still running with the cluster's state: the next plan saw nothing to do, and
+ * putting the node back in the spec later waited for a join that never came (it knows the
+ * cluster, so it looked like a join still spreading).
  */
 function removals(desired: DesiredCluster, leaving: LeavingNode[]): Step[] {
   const via = desired.nodes.map((n) => n.address);
@@ -317,8 +339,10 @@ function removals(desired: DesiredCluster, leaving: LeavingNode[]): Step[] {
     return svc ? { service: svc } : {};
   };
   return [
+    ...leaving.map(
+      (l): Step => ({ kind: 'remove_node', node: l.address, id: l.id, stop: desired.connection !== 'none', reachable: l.reachable, ...(l.wasReset ? { wasReset: true } : {}), ...service(l.address) }),
+    ),
     ...leaving.map((l): Step => ({ kind: 'forget_node', node: l.address, id: l.id, via })),
-    ...leaving.map((l): Step => ({ kind: 'remove_node', node: l.address, id: l.id, stop: desired.connection !== 'none', reachable: l.reachable, ...service(l.address) })),
   ];
 }
 

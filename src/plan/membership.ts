@@ -21,6 +21,11 @@ export interface LeavingNode {
   slots: SlotRange[];
   /** It answers: it can be drained, reset and stopped. */
   reachable: boolean;
+  /**
+   * It does not answer, and its saved state knows only itself: it was reset before it stopped
+   * (a removal cut off before the nodes that stay forgot it). Nothing is left to ask of it.
+   */
+  wasReset?: boolean;
 }
 
 /** A slot left half-moved: finish it towards `to` (the node that was importing it). */
@@ -108,7 +113,9 @@ export function membership(states: NodeState[], anchor: NodeState, resolve: Reso
         const address = `${e.host}:${e.port}`;
         const live = extraByAddress.get(address);
         const reachable = Boolean(live?.reachable && live.clusterEnabled && live.id === e.id);
-        return { address, id: e.id, role: e.role, masterId: e.masterId, slots: e.slots, reachable };
+        const saved = live?.onDisk?.view ?? [];
+        const wasReset = !reachable && saved.length === 1 && saved[0]?.myself === true && saved[0].id === e.id;
+        return { address, id: e.id, role: e.role, masterId: e.masterId, slots: e.slots, reachable, ...(wasReset ? { wasReset } : {}) };
       })
     : [];
   for (const l of leaving) {

@@ -68,11 +68,12 @@ export type Step =
   /** CLUSTER FORGET the node on each node of `via` (every node that stays). */
   | { kind: 'forget_node'; node: string; id: string; via: string[] }
   /**
-   * A node that left the spec and the cluster: CLUSTER RESET HARD (it holds no slots by then, and a
-   * replica's copy is dropped) so that it can be re-added cleanly, then stop it through its host
-   * (connection local and ssh). `reachable` false: it is down and is only forgotten.
+   * A node that leaves the spec and the cluster: CLUSTER RESET SOFT (it holds no slots by then, and
+   * a replica's copy is dropped) so that it can be re-added cleanly, then stop it through its host
+   * (connection local and ssh); forget_node follows. `reachable` false: it is down and is only
+   * forgotten; `wasReset`: its saved state shows it was reset before it stopped.
    */
-  | { kind: 'remove_node'; node: string; id: string; stop: boolean; reachable: boolean; service?: string };
+  | { kind: 'remove_node'; node: string; id: string; stop: boolean; reachable: boolean; wasReset?: boolean; service?: string };
 
 export type StepKind = Step['kind'];
 

@@ -91,7 +91,7 @@ describe("the runbook's day-2 steps over SSH", () => {
     const out = await apply();
     expect(out).not.toMatch(/move \d+ slot/);
     expect(out).toContain(`forget ${nodeOf(54)}`);
-    expect(out).toContain(`reset ${nodeOf(54)} (CLUSTER RESET HARD) and stop it through /etc/init.d/redis_6379`);
+    expect(out).toContain(`reset ${nodeOf(54)} (CLUSTER RESET SOFT) and stop it through /etc/init.d/redis_6379`);
     expect(await answers(6354)).toBe(false);
     for (const n of [51, 52, 53, 55, 56]) {
       const nodes = String(await withNode(6300 + n, (r) => r.call('CLUSTER', 'NODES'), `127.0.0.${n}`));

@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PlanError } from '../../src/errors.js';
-import type { LiveCluster } from '../../src/live/types.js';
+import type { LiveCluster, LiveNode } from '../../src/live/types.js';
 import { computePlan } from '../../src/plan/diff.js';
 import { fingerprint, nodeFingerprints } from '../../src/plan/fingerprint.js';
 import type { Plan, Step, StepKind } from '../../src/plan/types.js';
-import { countSlots } from '../../src/live/parse.js';
+import { countSlots, parseClusterNodes } from '../../src/live/parse.js';
 import { renderPlan } from '../../src/render/plan.js';
 import {
   addresses,
@@ -13,6 +13,7 @@ import {
   freshNode,
   healthyCluster,
   healthyMembers,
+  idOf,
   joinedCluster,
   plainRedisNode,
   spec,
@@ -327,16 +328,50 @@ describe('computePlan: a running cluster', () => {
     ]);
   });
 
-  it('a replica no longer in the spec: forgotten by every node that stays, then reset and stopped; no slot moves', () => {
+  it('a replica no longer in the spec: reset and stopped, then forgotten by every node that stays; no slot moves', () => {
     const live = joinedCluster([...healthyMembers(A), { address: N7, master: N1 }]);
     const plan = computePlan(spec(A), live, NOW);
     const id = live.nodes.find((n) => n.address === N7)?.id as string;
+    // Reset and stopped first: an apply killed in between leaves it listed by the cluster, so the
+    // next plan still sees it (forgotten first, it was left running where no plan looks).
     expect(plan.steps).toEqual([
-      { kind: 'forget_node', node: N7, id, via: A },
       { kind: 'remove_node', node: N7, id, stop: true, reachable: true },
+      { kind: 'forget_node', node: N7, id, via: A },
     ]);
-    expect(renderPlan(plan)).toContain(`- forget ${N7} (${id.slice(0, 8)}) on 6 node(s)`);
-    expect(renderPlan(plan)).toContain(`- reset ${N7} (CLUSTER RESET HARD) and stop it, so that it can be re-added cleanly`);
+    expect(renderPlan(plan)).toContain(`- reset ${N7} (CLUSTER RESET SOFT) and stop it, so that it can be re-added cleanly\n    - forget ${N7} (${id.slice(0, 8)}) on 6 node(s)`);
+  });
+
+  // A removal cut off after the reset and stop, before the nodes that stay forgot the node (an
+  // apply killed there): they still list it, and it does not answer.
+  it('a removed node that does not answer: only forgotten, with a warning to reset it before it comes back', () => {
+    const live = joinedCluster([...healthyMembers(A), { address: N7, master: N1, notInspected: true }], [unreachableNode(N7, 'connect ECONNREFUSED')]);
+    const plan = computePlan(spec(A), live, NOW);
+    const id = idOf(N7);
+    expect(plan.steps).toEqual([
+      { kind: 'remove_node', node: N7, id, stop: true, reachable: false },
+      { kind: 'forget_node', node: N7, id, via: A },
+    ]);
+    expect(renderPlan(plan)).toContain(`- ${N7} does not answer: it is only forgotten; reset it (CLUSTER RESET HARD) before it comes back`);
+    expect(plan.warnings).toEqual([`${N7} (${id.slice(0, 8)}) is not in the spec and does not answer: it is forgotten, but cannot be reset or stopped; reset it (CLUSTER RESET HARD) before it is started again`]);
+  });
+
+  it('a removed node that does not answer, whose saved state knows only itself: the plan says it was reset, and only forgets it', () => {
+    const saved = parseClusterNodes(`${idOf(N7)} ${N7}@17007 myself,master - 0 0 7 connected\n`);
+    const stopped = unreachableNode(N7, 'connect ECONNREFUSED', { path: '/x/nodes-7007.conf', view: saved });
+    const live = joinedCluster([...healthyMembers(A), { address: N7, master: N1, notInspected: true }], [stopped]);
+    const plan = computePlan(spec(A), live, NOW);
+    const id = idOf(N7);
+    expect(plan.steps).toEqual([
+      { kind: 'remove_node', node: N7, id, stop: true, reachable: false, wasReset: true },
+      { kind: 'forget_node', node: N7, id, via: A },
+    ]);
+    expect(renderPlan(plan)).toContain(`- ${N7} is stopped, and was reset before it stopped (its saved state knows no other node): it is only forgotten`);
+    expect(plan.warnings).toEqual([]);
+    // A saved state that still knows the cluster (stopped without a reset) is not taken for one.
+    const notReset = unreachableNode(N7, 'connect ECONNREFUSED', { path: '/x/nodes-7007.conf', view: live.nodes[0]?.view.map((e) => ({ ...e, myself: e.id === id })) ?? [] });
+    const again = computePlan(spec(A), joinedCluster([...healthyMembers(A), { address: N7, master: N1, notInspected: true }], [notReset]), NOW);
+    expect(again.steps[0]).toEqual({ kind: 'remove_node', node: N7, id, stop: true, reachable: false });
+    expect(again.warnings).toHaveLength(1);
   });
 
   it('a node not in the spec that owns slots but does not answer: PlanError (its keys cannot be moved)', () => {
@@ -596,7 +631,7 @@ describe('computePlan: day-2 changes', () => {
     // M4 leaves; R4 stays and becomes a second replica somewhere.
     const plan = computePlan(spec([M1, M2, M3, R1, R2, R3, R4], { masters: 3 }), live, NOW);
     const id4 = live.nodes.find((n) => n.address === M4)?.id as string;
-    expect(kinds(plan)).toEqual(['replicate', 'migrate_slots', 'migrate_slots', 'migrate_slots', 'wait_cluster_ok', 'wait_replication', 'forget_node', 'remove_node']);
+    expect(kinds(plan)).toEqual(['replicate', 'migrate_slots', 'migrate_slots', 'migrate_slots', 'wait_cluster_ok', 'wait_replication', 'remove_node', 'forget_node']);
     expect(stepsOf(plan, 'replicate')).toEqual([{ kind: 'replicate', node: R4, master: M1, resync: true }]);
     expect(stepsOf(plan, 'migrate_slots').map((m) => [m.from, m.to, m.count, m.lastSlots])).toEqual([
       [M4, M1, 1365, true],
@@ -613,11 +648,38 @@ describe('computePlan: day-2 changes', () => {
     const id1 = live.nodes.find((n) => n.address === N1)?.id as string;
     expect(plan.steps).toEqual([
       { kind: 'failover', node: N4, master: N1 },
-      { kind: 'forget_node', node: N1, id: id1, via: [N2, N3, N4, N5, N6] },
       { kind: 'remove_node', node: N1, id: id1, stop: true, reachable: true },
+      { kind: 'forget_node', node: N1, id: id1, via: [N2, N3, N4, N5, N6] },
     ]);
     expect(masters(plan).map((m) => m.node)).toEqual([N4, N2, N3]);
     expect(plan.warnings.join('\n')).toContain(`${N4} will have fewer than 1 replica(s)`);
+  });
+
+  // An apply killed right after CLUSTER FAILOVER: the promoted replica owns the slots with a
+  // bumped config epoch, but gossip has not told the other nodes yet (the anchor's view is stale).
+  it('a failover that has just happened, before gossip tells the anchor: the newer config epoch wins; the old master is only removed, nothing is drained', () => {
+    const stale = healthy();
+    const after = joinedCluster([
+      { address: N1, master: N4 },
+      { address: N2, slots: [CREATE_RANGES[1]!] },
+      { address: N3, slots: [CREATE_RANGES[2]!] },
+      { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
+      { address: N5, master: N2 },
+      { address: N6, master: N3 },
+    ]);
+    // Only the old master and its replica know the failover yet.
+    const live: LiveCluster = { nodes: stale.nodes.map((n) => (n.address === N1 || n.address === N4 ? (after.nodes.find((x) => x.address === n.address) as LiveNode) : n)) };
+    const plan = computePlan(spec([N2, N3, N4, N5, N6], { masters: 3 }), live, NOW);
+    const id1 = live.nodes.find((n) => n.address === N1)?.id as string;
+    expect(plan.steps).toEqual([
+      { kind: 'remove_node', node: N1, id: id1, stop: true, reachable: true },
+      { kind: 'forget_node', node: N1, id: id1, via: [N2, N3, N4, N5, N6] },
+    ]);
+    expect(masters(plan).map((m) => [m.node, countSlots(m.slots as never)])).toEqual([
+      [N4, 5461],
+      [N2, 5462],
+      [N3, 5461],
+    ]);
   });
 
   it('a weight change on a running cluster reshards only the difference, and a failover never moves slots', () => {
