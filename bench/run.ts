@@ -1,7 +1,8 @@
 /**
  * npm run bench: figures side by side with redis-cli --cluster, on this machine's loopback only.
  * The time from nothing to a healthy 3+3 cluster (README command 1), then the day-2 migration
- * benchmark (bench/migrate.ts). BENCH_ONLY=create or BENCH_ONLY=migrate runs one part.
+ * benchmark (bench/migrate.ts), then issue 8's slow-login and slow-link figures on the SSH test
+ * hosts (bench/laptop.ts). BENCH_ONLY=create, migrate or laptop runs one part.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +13,7 @@ import type { Io } from '../src/cli/io.js';
 import { connectNode } from '../src/live/connect.js';
 import { waitFor } from '../src/apply/wait.js';
 import { BenchFailure, migrationBench } from './migrate.js';
+import { laptopBench } from './laptop.js';
 
 const RUNS = Number(process.env['BENCH_RUNS'] ?? 3);
 const quiet: Io = { out: () => {}, err: (t) => process.stderr.write(t + '\n'), stdinIsTTY: false };
@@ -141,13 +143,14 @@ async function createBench(): Promise<void> {
 }
 
 const only = process.env['BENCH_ONLY'];
-if (only !== undefined && only !== 'create' && only !== 'migrate') {
-  console.error(`BENCH_ONLY must be create or migrate, not "${only}"`);
+if (only !== undefined && only !== 'create' && only !== 'migrate' && only !== 'laptop') {
+  console.error(`BENCH_ONLY must be create, migrate or laptop, not "${only}"`);
   process.exit(1);
 }
 try {
-  if (only !== 'migrate') await createBench();
-  if (only !== 'create') await migrationBench();
+  if (only === undefined || only === 'create') await createBench();
+  if (only === undefined || only === 'migrate') await migrationBench();
+  if (only === undefined || only === 'laptop') await laptopBench();
 } catch (err) {
   if (!(err instanceof BenchFailure)) throw err;
   console.error(`\nbenchmark failed: ${err.message}`);

@@ -36,7 +36,9 @@ async function roleOf(port: number): Promise<string | undefined> {
 
 describe('a running local cluster with data', () => {
   beforeAll(async () => {
-    expect((await rcluster('apply', '-f', spec.file, '--auto-approve', '--json')).code).toBe(0);
+    const created = await rcluster('apply', '-f', spec.file, '--auto-approve', '--json');
+    // On failure, the reason is in the message, not only an exit code.
+    expect({ code: created.code, err: created.err }).toEqual({ code: 0, err: '' });
     const cluster = new Cluster([{ host: '127.0.0.1', port: 7501 }], { lazyConnect: true });
     await cluster.connect();
     await Promise.all(Array.from({ length: KEYS }, (_, i) => cluster.set(`k:${i}`, `v${i}`)));

@@ -1,0 +1,120 @@
+/**
+ * Issue 8's benchmark, on the SSH test hosts (root only): what a slow login and a slow link cost.
+ * - The runbook's create on six fresh hosts, plain and with every SSH session starting 1 s late
+ *   (the harness's slow-session lever: PAM session modules, LDAP accounts, heavy profiles).
+ * - The create and a 4096-slot scale-out (58 added as a master, 1M keys of 100 B), on loopback,
+ *   and with 50 ms round trips (the latency proxy, 25 ms each way, in front of every sshd) and
+ *   Redis reached only through SSH (ssh.tunnel).
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { main } from '../src/cli/main.js';
+import type { Io } from '../src/cli/io.js';
+import { badKeys, loadKeys } from '../test/support/keys.js';
+
+const SEED = [51, 52, 53, 54, 55, 56];
+const NEW = 58;
+const KEYS = Number(process.env['BENCH_LAPTOP_KEYS'] ?? 1_000_000);
+const quiet: Io = { out: () => {}, err: (t) => process.stderr.write(t + '\n'), stdinIsTTY: false };
+const addr = (n: number) => `127.0.0.${n}`;
+const portOf = (n: number) => 6300 + n;
+
+async function rcluster(...args: string[]): Promise<void> {
+  const code = await main(['node', 'rcluster', ...args], quiet);
+  if (code !== 0) throw new Error(`rcluster ${args.join(' ')} exited ${code}`);
+}
+
+interface Variant {
+  slowSessionMs?: number;
+  latencyMs?: number;
+  tunnel?: boolean;
+  scaleOut: boolean;
+}
+
+async function runVariant(v: Variant): Promise<{ createMs: number; scaleOutMs?: number; bad?: number }> {
+  const { startHarness } = await import('../test/harness/index.js');
+  const { RUNBOOK_REDIS } = await import('../test/harness/spec.js');
+  const hosts = v.scaleOut ? [...SEED, NEW] : SEED;
+  const slow = v.slowSessionMs !== undefined ? Object.fromEntries(hosts.map((n) => [n, v.slowSessionMs as number])) : undefined;
+  const h = await startHarness({ hosts, ...(slow ? { slowSessionMs: slow } : {}) });
+  const dir = mkdtempSync(join(tmpdir(), 'rcluster-bench-laptop-'));
+  try {
+    // Each host's sshd, straight or behind a proxy that delays each direction.
+    const sshPort = new Map<number, number>();
+    const known: string[] = [];
+    for (const n of hosts) {
+      if (v.latencyMs !== undefined) {
+        const proxy = await h.latencyProxy(n, { delayMs: v.latencyMs / 2 });
+        sshPort.set(n, proxy.port);
+        known.push(`[${addr(n)}]:${proxy.port} ${h.hostPublicKey(n)}`);
+      } else {
+        sshPort.set(n, 22);
+        known.push(`${addr(n)} ${h.hostPublicKey(n)}`);
+      }
+    }
+    writeFileSync(join(dir, 'known_hosts'), known.join('\n') + '\n');
+    const file = join(dir, 'cluster.yaml');
+    const write = (nodes: number[], masters: number) =>
+      writeFileSync(
+        file,
+        [
+          'name: bench-laptop',
+          'connection: ssh',
+          'ssh:',
+          '  user: root',
+          `  identityFile: ${h.identityFile}`,
+          `  knownHostsFile: ${join(dir, 'known_hosts')}`,
+          ...(v.tunnel ? ['  tunnel: true'] : []),
+          'redis:',
+          ...Object.entries(RUNBOOK_REDIS).map(([k, val]) => `  ${k}: ${val}`),
+          'replicasPerMaster: 1',
+          `masters: ${masters}`,
+          'nodes:',
+          ...nodes.map((n) => `  - { host: ${addr(n)}, port: ${portOf(n)}, ssh: { port: ${sshPort.get(n)} } }`),
+          '',
+        ].join('\n'),
+      );
+    write(SEED, 3);
+    const t0 = performance.now();
+    await rcluster('apply', '-f', file, '--auto-approve', '--json');
+    const createMs = performance.now() - t0;
+    if (!v.scaleOut) return { createMs };
+
+    const seed = `${addr(51)}:${portOf(51)}`;
+    await loadKeys(seed, KEYS);
+    write([...SEED, NEW], 4);
+    const t1 = performance.now();
+    await rcluster('apply', '-f', file, '--auto-approve', '--json');
+    const scaleOutMs = performance.now() - t1;
+    const bad = (await badKeys(seed, KEYS)).length;
+    return { createMs, scaleOutMs, bad };
+  } finally {
+    await h.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+export async function laptopBench(): Promise<void> {
+  const { harnessAvailable } = await import('../test/harness/index.js');
+  const available = harnessAvailable();
+  if (!available.ok) {
+    console.log(`\nfrom a laptop: not measured: ${available.why}`);
+    return;
+  }
+  console.log('\nfrom a laptop (issue 8), the runbook on the SSH test hosts:');
+  const plain = await runVariant({ scaleOut: false });
+  const slow = await runVariant({ scaleOut: false, slowSessionMs: 1000 });
+  console.log(`  create, six fresh hosts              ${s(plain.createMs)}`);
+  console.log(`  create, every SSH session 1 s late   ${s(slow.createMs)}  (+${s(slow.createMs - plain.createMs)}; goal <= +1.50 s)`);
+
+  const loop = await runVariant({ scaleOut: true });
+  const far = await runVariant({ scaleOut: true, latencyMs: 50, tunnel: true });
+  console.log(`  create + 4096-slot scale-out with ${KEYS.toLocaleString('en-US')} keys:`);
+  console.log(`    loopback                           create ${s(loop.createMs)}, scale-out ${s(loop.scaleOutMs ?? NaN)}, keys wrong or missing: ${loop.bad}`);
+  console.log(
+    `    50 ms round trips, Redis via SSH   create ${s(far.createMs)} (${(far.createMs / loop.createMs).toFixed(2)}x), scale-out ${s(far.scaleOutMs ?? NaN)} (${((far.scaleOutMs ?? NaN) / (loop.scaleOutMs ?? NaN)).toFixed(2)}x), keys wrong or missing: ${far.bad}  (goal <= 2x)`,
+  );
+}
