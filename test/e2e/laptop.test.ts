@@ -6,13 +6,33 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHosts, type Harness } from '../harness/index.js';
 import { RUNBOOK_REDIS } from '../harness/spec.js';
 import { rcluster, redisCli } from '../integration/support.js';
+import { badKeys, loadKeys } from '../support/keys.js';
 
 // From a laptop: the hosts are OpenSSH config aliases behind a bastion (host 51), and Redis is
 // reached only through SSH (ssh.tunnel). Every TCP connection rcluster's process opens is
 // recorded: the only ones allowed are the bastion's sshd and rcluster's own local tunnel ends.
 const HOSTS = [51, 52, 53, 54, 55, 56];
+const NEW = 58;
+const KEYS = 20_000;
 const addr = (n: number) => `127.0.0.${n}`;
 const portOf = (n: number) => 6300 + n;
+
+function specText(nodes: number[], masters: number): string {
+  return [
+    'name: laptop-e2e',
+    'connection: ssh',
+    'ssh:',
+    '  configFile: ./ssh_config',
+    '  tunnel: true',
+    'redis:',
+    ...Object.entries(RUNBOOK_REDIS).map(([k, v]) => `  ${k}: ${v}`),
+    'replicasPerMaster: 1',
+    `masters: ${masters}`,
+    'nodes:',
+    ...nodes.map((n) => `  - { host: ${addr(n)}, port: ${n === NEW ? 6379 : portOf(n)}, ssh: { host: db-${n} } }`),
+    '',
+  ].join('\n');
+}
 
 describe('from a laptop: ssh config aliases, a bastion, Redis through SSH', () => {
   let h: Harness;
@@ -20,9 +40,10 @@ describe('from a laptop: ssh config aliases, a bastion, Redis through SSH', () =
   let file: string;
   const dialled: string[] = [];
   const original = Socket.prototype.connect;
+  const writeSpec = (nodes: number[], masters: number) => writeFileSync(file, specText(nodes, masters));
 
   beforeAll(async () => {
-    h = await startTestHosts(HOSTS);
+    h = await startTestHosts([...HOSTS, NEW]);
     dir = mkdtempSync(join(tmpdir(), 'rcluster-e2e-laptop-'));
     file = join(dir, 'cluster.yaml');
     const common = [`  User root`, `  IdentityFile ${h.identityFile}`, `  UserKnownHostsFile ${h.knownHostsFile}`];
@@ -32,28 +53,13 @@ describe('from a laptop: ssh config aliases, a bastion, Redis through SSH', () =
         'Host bastion',
         `  HostName ${addr(51)}`,
         ...common,
-        ...HOSTS.flatMap((n) => [`Host db-${n}`, `  HostName ${addr(n)}`, '  ProxyJump bastion']),
+        ...[...HOSTS, NEW].flatMap((n) => [`Host db-${n}`, `  HostName ${addr(n)}`, '  ProxyJump bastion']),
         'Host db-*',
         ...common,
         '',
       ].join('\n'),
     );
-    writeFileSync(
-      file,
-      [
-        'name: laptop-e2e',
-        'connection: ssh',
-        'ssh:',
-        '  configFile: ./ssh_config',
-        '  tunnel: true',
-        'redis:',
-        ...Object.entries(RUNBOOK_REDIS).map(([k, v]) => `  ${k}: ${v}`),
-        'replicasPerMaster: 1',
-        'nodes:',
-        ...HOSTS.map((n) => `  - { host: ${addr(n)}, port: ${portOf(n)}, ssh: { host: db-${n} } }`),
-        '',
-      ].join('\n'),
-    );
+    writeSpec(HOSTS, 3);
     // Record every TCP destination this process dials while rcluster runs.
     Socket.prototype.connect = function (this: Socket, ...args: unknown[]) {
       const o = args[0] as { host?: string; port?: number } | number;
@@ -90,5 +96,21 @@ describe('from a laptop: ssh config aliases, a bastion, Redis through SSH', () =
     const check = await redisCli(['--cluster', 'check', `${addr(51)}:${portOf(51)}`]);
     expect(check.out).toContain('[OK] All 16384 slots covered.');
     expect(check.out).not.toMatch(/\[WARNING\]|\[ERR\]/);
+  });
+
+  it('the scale-out (58 added as a master, 4096 slots with their keys) goes the same way', async () => {
+    const seed = `${addr(51)}:${portOf(51)}`;
+    await loadKeys(seed, KEYS);
+    dialled.length = 0;
+    writeSpec([...HOSTS, NEW], 4);
+    const applied = await rcluster('apply', '-f', file, '--auto-approve');
+    expect({ code: applied.code, err: applied.err.replace(/^.*warning: 7 nodes are fewer.*$/m, '') }).toEqual({ code: 0, err: '' });
+    const moved = [...applied.out.matchAll(/move (\d+) slot\(s\) .* → 127\.0\.0\.58:6379/g)].reduce((n, m) => n + Number(m[1]), 0);
+    expect(moved).toBe(4096);
+    // What rcluster dialled (before this test's own key check dials the nodes directly).
+    const where = [...new Set(dialled)].filter((d) => d !== `${addr(51)}:22` && !/^127\.0\.0\.1:\d+$/.test(d));
+    expect(where).toEqual([]);
+    expect(await badKeys(seed, KEYS)).toEqual([]);
+    expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
   });
 });

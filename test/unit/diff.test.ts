@@ -659,14 +659,7 @@ describe('computePlan: day-2 changes', () => {
   // bumped config epoch, but gossip has not told the other nodes yet (the anchor's view is stale).
   it('a failover that has just happened, before gossip tells the anchor: the newer config epoch wins; the old master is only removed, nothing is drained', () => {
     const stale = healthy();
-    const after = joinedCluster([
-      { address: N1, master: N4 },
-      { address: N2, slots: [CREATE_RANGES[1]!] },
-      { address: N3, slots: [CREATE_RANGES[2]!] },
-      { address: N4, slots: [CREATE_RANGES[0]!], epoch: 7 },
-      { address: N5, master: N2 },
-      { address: N6, master: N3 },
-    ]);
+    const after = joinedCluster(REJOINED);
     // Only the old master and its replica know the failover yet.
     const live: LiveCluster = { nodes: stale.nodes.map((n) => (n.address === N1 || n.address === N4 ? (after.nodes.find((x) => x.address === n.address) as LiveNode) : n)) };
     const plan = computePlan(spec([N2, N3, N4, N5, N6], { masters: 3 }), live, NOW);
