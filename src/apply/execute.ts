@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import pLimit from 'p-limit';
 import { ApplyError, HostError } from '../errors.js';
 import type { HostDriver } from '../hosts/driver.js';
-import { splitAddress } from '../live/connect.js';
+import { connectNode, splitAddress } from '../live/connect.js';
 import { credentials, scrubSecrets } from '../live/auth.js';
 import { parseClusterNodes, parseInfo } from '../live/parse.js';
 import type { SlotRange } from '../live/types.js';
@@ -203,18 +203,20 @@ async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProg
       if (role['role'] === 'slave' && role['master_link_status'] !== 'up') {
         throw new Error(`${step.node} is a replica whose link to its master is down; restarting it now could leave its shard without a copy in sync. Nothing was restarted`);
       }
-      let minKeys: number | undefined;
+      let saved: { keys: number; lease: PauseLease } | undefined;
       if (role['role'] === 'master' && ownsSlots) {
         if (step.failoverTo) await failoverTo(step.failoverTo, step.node, ctx);
-        else minKeys = await pauseAndSave(step.node, ctx);
+        else saved = await pauseAndSave(step.node, ctx);
       }
       try {
-        const identity = { ...(await runningIdentity(step.node, ctx.timeouts)), ...(minKeys !== undefined ? { minKeys } : {}) };
+        const identity = { ...(await runningIdentity(step.node, ctx.timeouts)), ...(saved ? { minKeys: saved.keys } : {}) };
         pool.drop(step.node);
         await restartNode(node, ctx.deps.driver, ctx.plan.desired.connection, editsOf(step.config), identity);
+        // The old process took its pause with it; the lease's connection was to that process.
+        saved?.lease.end();
       } catch (err) {
         // If it never stopped, its writes must not stay paused.
-        if (minKeys !== undefined) await pool.call(step.node, 'CLIENT', 'UNPAUSE').catch(() => {});
+        await saved?.lease.lift();
         throw err;
       }
       // The next restart waits until this node is back in a healthy cluster and, as a replica,
@@ -442,11 +444,11 @@ async function waitRolesAgreed(replicas: string[], ctx: StepContext): Promise<vo
  * wait, nothing acknowledged is lost), a background save runs to completion, and the key count
  * it had is returned so that the restart can be checked against it.
  */
-async function pauseAndSave(address: string, ctx: StepContext): Promise<number> {
-  // Long enough for the save, then the restart and its load; the restart itself ends the pause,
-  // and every failure path lifts it.
+async function pauseAndSave(address: string, ctx: StepContext): Promise<{ keys: number; lease: PauseLease }> {
   const saveMs = dataTimeoutMs(ctx.timeouts, await datasetBytes(address, ctx));
-  await ctx.pool.call(address, 'CLIENT', 'PAUSE', 2 * saveMs, 'WRITE');
+  // Held as a lease until the process stops: an apply killed meanwhile leaves writes paused
+  // for PAUSE_LEASE_MS at most, not for the whole save-and-restart allowance.
+  const lease = await PauseLease.take(address, ctx.timeouts.commandMs);
   const keys = Number(await ctx.pool.call(address, 'DBSIZE'));
   await ctx.pool.call(address, 'BGSAVE').catch((err: Error) => {
     // One already running (a scheduled save) will do if it finishes with nothing left unsaved.
@@ -467,10 +469,49 @@ async function pauseAndSave(address: string, ctx: StepContext): Promise<number> 
     },
     { timeoutMs: saveMs, intervalMs: 100 },
   ).catch(async (err) => {
-    await ctx.pool.call(address, 'CLIENT', 'UNPAUSE').catch(() => {});
+    await lease.lift();
     throw err;
   });
-  return keys;
+  return { keys, lease };
+}
+
+/** How long one CLIENT PAUSE lasts; it is renewed every third of that while apply holds it. */
+export const PAUSE_LEASE_MS = 10_000;
+
+/**
+ * A write pause (CLIENT PAUSE … WRITE) that lasts only while apply is alive to renew it, on a
+ * connection of its own to the paused process: when that process stops (the restart), the
+ * connection dies with it and no renewal can reach the new process.
+ */
+class PauseLease {
+  private timer: NodeJS.Timeout | undefined;
+  private constructor(private readonly client: Awaited<ReturnType<typeof connectNode>>) {}
+
+  static async take(address: string, commandTimeoutMs: number): Promise<PauseLease> {
+    const client = await connectNode(address, { commandTimeoutMs });
+    const lease = new PauseLease(client);
+    await client.call('CLIENT', 'PAUSE', PAUSE_LEASE_MS, 'WRITE');
+    lease.timer = setInterval(() => {
+      client.call('CLIENT', 'PAUSE', PAUSE_LEASE_MS, 'WRITE').catch(() => lease.end());
+    }, PAUSE_LEASE_MS / 3);
+    client.on('close', () => lease.end());
+    return lease;
+  }
+
+  /** Stop renewing (the process is gone, or the pause is to run out). */
+  end(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    this.client.disconnect();
+  }
+
+  /** Writes go on now: every failure path. */
+  async lift(): Promise<void> {
+    clearInterval(this.timer);
+    this.timer = undefined;
+    await this.client.call('CLIENT', 'UNPAUSE').catch(() => {});
+    this.client.disconnect();
+  }
 }
 
 /**

@@ -4,7 +4,6 @@ import { executePlan, phasesOf } from '../apply/execute.js';
 import { ApplyError, PlanError, UsageError } from '../errors.js';
 import { formatDiagnostic } from '../errors.js';
 import { inspectCluster } from '../live/inspect.js';
-import { splitAddress } from '../live/connect.js';
 import { clusterStatus } from '../live/status.js';
 import { computePlan } from '../plan/diff.js';
 import { fingerprint, nodeFingerprints } from '../plan/fingerprint.js';
@@ -17,6 +16,7 @@ import { loadSpec, requireSpec } from '../spec/load.js';
 import { DEFAULT_TIMEOUTS, type DesiredCluster } from '../spec/types.js';
 import { confirm } from './confirm.js';
 import { driverFor, useTunnels } from './drivers.js';
+import type { HostDriver } from '../hosts/driver.js';
 import { destroyLocal, planDestroy, renderDestroy } from './destroy.js';
 import type { Io } from './io.js';
 import { withClusterLock, type ClusterLock } from './clusterLock.js';
@@ -67,15 +67,19 @@ async function checkLocalFiles(desired: DesiredCluster): Promise<void> {
   useTunnels(desired);
 }
 
-async function planFor(desired: DesiredCluster, opts: { json?: boolean; allowReset?: boolean } = {}): Promise<Plan> {
+/**
+ * `shared`: apply's driver, kept open for the steps: a host is logged in to once per run (a
+ * slow login then costs its delay once, not once for reading and again for changing).
+ */
+async function planFor(desired: DesiredCluster, opts: { json?: boolean; allowReset?: boolean } = {}, shared?: HostDriver): Promise<Plan> {
   await checkLocalFiles(desired);
-  const driver = driverFor(desired);
+  const driver = shared ?? driverFor(desired);
   try {
     const what = `Reading ${desired.nodes.length} node(s)${desired.connection === 'ssh' ? ' and their hosts over SSH' : ''}`;
     const live = await withSpinner(what, !opts.json, () => inspectCluster(desired, { driver }));
     return computePlan(desired, live, new Date(), { allowReset: opts.allowReset === true });
   } finally {
-    await driver.close();
+    if (!shared) await driver.close();
   }
 }
 
@@ -148,12 +152,21 @@ export async function applyCommand(
 type ApplyOptions = Parameters<typeof applyCommand>[0];
 
 async function applyLocked(desired: DesiredCluster, saved: Plan | undefined, opts: ApplyOptions, io: Io, lock: ClusterLock): Promise<number> {
+  const driver = driverFor(desired);
+  try {
+    return await applyWith(desired, saved, opts, io, lock, driver);
+  } finally {
+    await driver.close();
+  }
+}
+
+async function applyWith(desired: DesiredCluster, saved: Plan | undefined, opts: ApplyOptions, io: Io, lock: ClusterLock, driver: HostDriver): Promise<number> {
   let plan: Plan;
   if (saved && opts.planFile) {
     plan = saved;
-    await refuseStalePlan(plan, opts.planFile);
+    await refuseStalePlan(plan, opts.planFile, driver);
   } else {
-    plan = await planFor(desired, opts);
+    plan = await planFor(desired, opts, driver);
   }
   if (opts.json) io.out(JSON.stringify({ type: 'plan', ...planJson(plan) }));
   else io.out(renderPlan(plan).trimEnd());
@@ -174,13 +187,11 @@ async function applyLocked(desired: DesiredCluster, saved: Plan | undefined, opt
       return EXIT_ERROR;
     }
   }
-  await runPlan(plan, opts, io, lock);
+  await runPlan(plan, opts, io, lock, driver);
   return EXIT_OK;
 }
 
-async function runPlan(plan: Plan, opts: { file?: string; planFile?: string; json?: boolean }, io: Io, lock: ClusterLock): Promise<void> {
-  const leaving = plan.steps.flatMap((s) => (s.kind === 'remove_node' ? [splitAddress(s.node).host] : []));
-  const driver = driverFor(plan.desired, leaving);
+async function runPlan(plan: Plan, opts: { file?: string; planFile?: string; json?: boolean }, io: Io, lock: ClusterLock, driver: HostDriver): Promise<void> {
   const view = opts.json ? jsonProgress((l) => io.out(l)) : listrProgress(phasesOf(plan));
   const started = Date.now();
   try {
@@ -193,8 +204,6 @@ async function runPlan(plan: Plan, opts: { file?: string; planFile?: string; jso
       throw new ApplyError(err.failedStep, new Error(`${err.cause.message}\n${done}\nRun \`rcluster plan -f ${file}\` to see what is left.`), err.done);
     }
     throw err;
-  } finally {
-    await driver.close();
   }
   await view.finish();
   const ms = Date.now() - started;
@@ -215,15 +224,10 @@ function whatChanged(before: Record<string, string> | undefined, now: Record<str
   return parts.length > 0 ? parts.join(', ') : 'the cluster changed since the plan was made';
 }
 
-async function refuseStalePlan(plan: Plan, planFile: string): Promise<void> {
-  const driver = driverFor(plan.desired);
-  try {
-    const live = await inspectCluster(plan.desired, { driver });
-    if (fingerprint(live) !== plan.fingerprint) {
-      throw new PlanError(`${planFile}: saved plan is stale: ${whatChanged(plan.nodeFingerprints, nodeFingerprints(live))}; run rcluster plan again`);
-    }
-  } finally {
-    await driver.close();
+async function refuseStalePlan(plan: Plan, planFile: string, driver: HostDriver): Promise<void> {
+  const live = await inspectCluster(plan.desired, { driver });
+  if (fingerprint(live) !== plan.fingerprint) {
+    throw new PlanError(`${planFile}: saved plan is stale: ${whatChanged(plan.nodeFingerprints, nodeFingerprints(live))}; run rcluster plan again`);
   }
 }
 

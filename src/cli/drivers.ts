@@ -17,7 +17,8 @@ export function driverFor(desired: DesiredCluster, leaving: string[] = []): Host
     case 'none':
       return noneDriver();
     case 'ssh':
-      return sshDriverFor(desired, leaving);
+      // Hosts of nodes the spec no longer lists are reached with the cluster-wide settings.
+      return sshDriverFor(desired, leaving, { otherHosts: true });
   }
 }
 

@@ -1,4 +1,5 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -8,6 +9,7 @@ import { waitFor } from '../../src/apply/wait.js';
 import { answers, localSpec, ports, rcluster, withNode } from './support.js';
 
 const run = promisify(execFile);
+const BIN = fileURLToPath(new URL('../../bin/rcluster.js', import.meta.url));
 
 // A running cluster with data: config changes, bad config, and a failover. No key may be lost.
 const PORTS = ports(7501, 6);
@@ -197,6 +199,57 @@ describe('masters without replicas and without save points', () => {
       writeFileSync(spec3.file, base3);
     }
   });
+
+  it('an apply killed while a master\'s writes are paused for its save: the pause runs out by itself within its lease', async () => {
+    // Slow saves (50 ms a key), so that the pause and the save last long enough to kill apply in.
+    for (const p of PORTS3) await withNode(p, (r) => r.call('CONFIG', 'SET', 'rdb-key-save-delay', '50000'));
+    writeFileSync(spec3.file, base3.replace(`save: '""'`, `save: '""'\n    io-threads: 2`));
+    const child = spawn(process.execPath, [BIN, 'apply', '-f', spec3.file, '--auto-approve', '--json'], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    const cluster = new Cluster([{ host: '127.0.0.1', port: 7511 }], { lazyConnect: true, redisOptions: { commandTimeout: 30_000 } });
+    try {
+      let paused = 0;
+      await waitFor(
+        'a master paused and saving',
+        async () => {
+          for (const p of PORTS3) {
+            if ((await withNode(p, (r) => r.info('persistence'))).includes('rdb_bgsave_in_progress:1')) {
+              paused = p;
+              return true;
+            }
+          }
+          return 'no save in flight yet';
+        },
+        { timeoutMs: 30_000, intervalMs: 10 },
+      );
+      child.kill('SIGKILL');
+      expect(await exited).toBeNull();
+      // A key of the paused master's: the write waits out the pause, which nobody renews now
+      // (before the lease, it lasted for the whole save-and-restart allowance: minutes).
+      await cluster.connect();
+      const slots = (await cluster.call('CLUSTER', 'SLOTS')) as [number, number, [string, number]][];
+      const range = slots.find(([, , [, port]]) => port === paused) as [number, number, unknown];
+      let key = '';
+      for (let i = 0; ; i++) {
+        const slot = Number(await cluster.call('CLUSTER', 'KEYSLOT', `lease:${i}`));
+        if (slot >= range[0] && slot <= range[1]) {
+          key = `lease:${i}`;
+          break;
+        }
+      }
+      expect(await cluster.set(key, '1')).toBe('OK');
+      await cluster.del(key);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+      cluster.disconnect();
+      for (const p of PORTS3) await withNode(p, (r) => r.call('CONFIG', 'SET', 'rdb-key-save-delay', '0'));
+      // The save the killed apply started finishes at its own pace before the next test saves.
+      for (const p of PORTS3) {
+        await waitFor(`${p} to finish its save`, async () => ((await withNode(p, (r) => r.info('persistence'))).includes('rdb_bgsave_in_progress:0') ? true : 'saving'), { timeoutMs: 30_000 });
+      }
+      writeFileSync(spec3.file, base3);
+    }
+  }, 90_000);
 
   it('a restart planned on the empty cluster saves each master first, with writes paused, and every key comes back', async () => {
     const planned = JSON.parse(readFileSync(restartPlan, 'utf8')) as { steps: { kind: string; saveFirst?: boolean }[] };
