@@ -20,9 +20,22 @@ const quiet: Io = { out: () => {}, err: (t) => process.stderr.write(t + '\n'), s
 const addr = (n: number) => `127.0.0.${n}`;
 const portOf = (n: number) => 6300 + n;
 
-async function rcluster(...args: string[]): Promise<void> {
-  const code = await main(['node', 'rcluster', ...args], quiet);
+/** Runs rcluster; with --json, returns each phase's title and time (from the progress events). */
+async function rcluster(...args: string[]): Promise<string[]> {
+  const titles = new Map<number, string>();
+  const phases: string[] = [];
+  const io: Io = {
+    ...quiet,
+    out: (line) => {
+      if (!line.startsWith('{')) return;
+      const e = JSON.parse(line) as { type?: string; phase?: number; title?: string; ms?: number };
+      if (e.type === 'phase_start' && e.phase !== undefined) titles.set(e.phase, e.title ?? '');
+      if (e.type === 'phase_done' && e.phase !== undefined) phases.push(`${titles.get(e.phase)} (${((e.ms ?? 0) / 1000).toFixed(2)} s)`);
+    },
+  };
+  const code = await main(['node', 'rcluster', ...args], io);
   if (code !== 0) throw new Error(`rcluster ${args.join(' ')} exited ${code}`);
+  return phases;
 }
 
 interface Variant {
@@ -32,7 +45,7 @@ interface Variant {
   scaleOut: boolean;
 }
 
-async function runVariant(v: Variant): Promise<{ createMs: number; scaleOutMs?: number; bad?: number }> {
+async function runVariant(v: Variant): Promise<{ createMs: number; scaleOutMs?: number; bad?: number; phases?: string[] }> {
   const { startHarness } = await import('../test/harness/index.js');
   const { RUNBOOK_REDIS } = await import('../test/harness/spec.js');
   const hosts = v.scaleOut ? [...SEED, NEW] : SEED;
@@ -85,10 +98,10 @@ async function runVariant(v: Variant): Promise<{ createMs: number; scaleOutMs?: 
     await loadKeys(seed, KEYS);
     write([...SEED, NEW], 4);
     const t1 = performance.now();
-    await rcluster('apply', '-f', file, '--auto-approve', '--json');
+    const phases = await rcluster('apply', '-f', file, '--auto-approve', '--json');
     const scaleOutMs = performance.now() - t1;
     const bad = (await badKeys(seed, KEYS)).length;
-    return { createMs, scaleOutMs, bad };
+    return { createMs, scaleOutMs, bad, phases };
   } finally {
     await h.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -105,11 +118,15 @@ export async function laptopBench(): Promise<void> {
     return;
   }
   console.log('\nfrom a laptop (issue 8), the runbook on the SSH test hosts:');
-  const plain = await runVariant({ scaleOut: false });
-  const slow = await runVariant({ scaleOut: false, slowSessionMs: 1000 });
-  console.log(`  create, six fresh hosts              ${s(plain.createMs)}`);
-  console.log(`  create, every SSH session 1 s late   ${s(slow.createMs)}  (+${s(slow.createMs - plain.createMs)}; goal <= +1.50 s)`);
-
+  // BENCH_LAPTOP_PARTS=login,link: one of the two parts.
+  const parts = (process.env['BENCH_LAPTOP_PARTS'] ?? 'login,link').split(',');
+  if (parts.includes('login')) {
+    const plain = await runVariant({ scaleOut: false });
+    const slow = await runVariant({ scaleOut: false, slowSessionMs: 1000 });
+    console.log(`  create, six fresh hosts              ${s(plain.createMs)}`);
+    console.log(`  create, every SSH session 1 s late   ${s(slow.createMs)}  (+${s(slow.createMs - plain.createMs)}; goal <= +1.50 s)`);
+  }
+  if (!parts.includes('link')) return;
   const loop = await runVariant({ scaleOut: true });
   const far = await runVariant({ scaleOut: true, latencyMs: 50, tunnel: true });
   console.log(`  create + 4096-slot scale-out with ${KEYS.toLocaleString('en-US')} keys:`);
@@ -117,4 +134,6 @@ export async function laptopBench(): Promise<void> {
   console.log(
     `    50 ms round trips, Redis via SSH   create ${s(far.createMs)} (${(far.createMs / loop.createMs).toFixed(2)}x), scale-out ${s(far.scaleOutMs ?? NaN)} (${((far.scaleOutMs ?? NaN) / (loop.scaleOutMs ?? NaN)).toFixed(2)}x), keys wrong or missing: ${far.bad}  (goal <= 2x)`,
   );
+  console.log(`    scale-out by phase, loopback: ${(loop.phases ?? []).join('; ')}`);
+  console.log(`    scale-out by phase, 50 ms:    ${(far.phases ?? []).join('; ')}`);
 }
