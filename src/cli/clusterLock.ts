@@ -1,6 +1,8 @@
 import { hostname, userInfo } from 'node:os';
 import type { Redis } from 'ioredis';
-import { UsageError } from '../errors.js';
+import { HostUnreachableError, UsageError } from '../errors.js';
+import type { HostDriver } from '../hosts/driver.js';
+import type { SshDriver } from '../hosts/ssh.js';
 import { connectNode } from '../live/connect.js';
 import type { DesiredCluster } from '../spec/types.js';
 
@@ -80,8 +82,13 @@ export function describeHolder(h: LockHolder, now = new Date()): string {
   return `${h.user}@${h.machine} (pid ${h.pid}) since ${h.since.toISOString()} (${age} s ago), seen on ${h.node} from ${h.from}; lock id ${h.id}`;
 }
 
-export async function takeClusterLock(desired: DesiredCluster, opts: { forceUnlock?: string; connectTimeoutMs?: number } = {}): Promise<ClusterLock> {
-  const name = `${PREFIX}${lockId()}`;
+export async function takeClusterLock(desired: DesiredCluster, opts: { forceUnlock?: string; connectTimeoutMs?: number; driver?: HostDriver } = {}): Promise<ClusterLock> {
+  const id = lockId();
+  const name = `${PREFIX}${id}`;
+  // Over SSH, the hosts hold it too (a flock kept by this run's shell on each host): a create on
+  // fresh hosts, whose spec ports do not answer yet, is locked as well.
+  const ssh = opts.driver && 'lockHost' in opts.driver ? (opts.driver as SshDriver) : undefined;
+  if (ssh) await lockHosts(desired, ssh, id, opts.forceUnlock);
   const held = new Map<string, { client: Redis; myId: string; runId: string }>();
   const release = async () => {
     for (const { client } of held.values()) client.disconnect();
@@ -161,15 +168,46 @@ export async function takeClusterLock(desired: DesiredCluster, opts: { forceUnlo
     }
   };
   const check = (): Promise<void> => {
+    const lost = ssh?.lostHostLocks() ?? [];
+    if (lost.length > 0) {
+      return Promise.reject(new Error(`the cluster lock is no longer this apply's: its SSH session holding the lock on ${lost.join(', ')} ended (another rcluster's --force-unlock, or the connection dropped); this apply stops here`));
+    }
     checking ??= recheck().finally(() => (checking = undefined));
     return checking;
   };
   return { nodes: [...held.keys()], release, check };
 }
 
+/** The lock on every spec host, through the driver's shells. */
+async function lockHosts(desired: DesiredCluster, ssh: SshDriver, id: string, forceUnlock: string | undefined): Promise<void> {
+  const hosts = [...new Set(desired.nodes.map((n) => n.host))];
+  const results = await Promise.allSettled(hosts.map(async (host) => ({ host, holder: await ssh.lockHost(host, desired.name, id) })));
+  const taken = results.flatMap((r) => (r.status === 'fulfilled' && r.value.holder !== null ? [{ host: r.value.host, holder: r.value.holder }] : []));
+  // A host that cannot be reached at all is the plan's business (a down host), not the lock's.
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected' && !(r.reason instanceof HostUnreachableError));
+  if (failed) throw failed.reason;
+  const first = taken[0];
+  if (!first) return;
+  const holder = parseHolder(`${PREFIX}${(first.holder.split(' ')[0] ?? '')}`, `host ${first.host}`, 'its SSH session') as LockHolder;
+  if (forceUnlock === undefined) {
+    throw new UsageError(
+      `cluster "${desired.name}" is locked: another rcluster is changing it: ${describeHolder(holder)}. ` +
+        `Wait for it to finish. If that apply is gone for good (its machine lost the network), take the lock over with --force-unlock ${holder.id}`,
+    );
+  }
+  if (holder.id !== forceUnlock) {
+    throw new UsageError(`--force-unlock ${forceUnlock}: no such lock; cluster "${desired.name}" is locked by ${describeHolder(holder)}`);
+  }
+  // Take it over where that holder has it: its shell is ended, and the lock taken anew.
+  for (const t of taken) {
+    const again = await ssh.lockHost(t.host, desired.name, id, forceUnlock);
+    if (again !== null) throw new UsageError(`--force-unlock ${forceUnlock}: host ${t.host} is still locked by ${again}`);
+  }
+}
+
 /** Held from planning to the last step, so that no other apply plans against a moving cluster. */
-export async function withClusterLock<T>(desired: DesiredCluster, opts: { forceUnlock?: string }, fn: (lock: ClusterLock) => Promise<T>): Promise<T> {
-  const lock = await takeClusterLock(desired, opts);
+export async function withClusterLock<T>(desired: DesiredCluster, opts: { forceUnlock?: string; driver?: HostDriver }, fn: (lock: ClusterLock) => Promise<T>): Promise<T> {
+  const lock = await takeClusterLock(desired, { ...(opts.forceUnlock !== undefined ? { forceUnlock: opts.forceUnlock } : {}), ...(opts.driver ? { driver: opts.driver } : {}) });
   try {
     return await fn(lock);
   } finally {

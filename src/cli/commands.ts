@@ -146,19 +146,17 @@ export async function applyCommand(
   // Held from planning to the last step, so that no other apply plans against a moving cluster:
   // a file for local clusters (it guards starting processes, before any node answers), and the
   // nodes' own lock for every connection (it works from any machine).
-  return withLocalLock(desired, () => withClusterLock(desired, { forceUnlock: opts.forceUnlock }, (lock) => applyLocked(desired, saved, opts, io, lock)));
-}
-
-type ApplyOptions = Parameters<typeof applyCommand>[0];
-
-async function applyLocked(desired: DesiredCluster, saved: Plan | undefined, opts: ApplyOptions, io: Io, lock: ClusterLock): Promise<number> {
+  // One driver for the whole apply: the hosts' locks, reading them, and the steps (a host is
+  // logged in to once; a slow login costs its delay once).
   const driver = driverFor(desired);
   try {
-    return await applyWith(desired, saved, opts, io, lock, driver);
+    return await withLocalLock(desired, () => withClusterLock(desired, { forceUnlock: opts.forceUnlock, driver }, (lock) => applyWith(desired, saved, opts, io, lock, driver)));
   } finally {
     await driver.close();
   }
 }
+
+type ApplyOptions = Parameters<typeof applyCommand>[0];
 
 async function applyWith(desired: DesiredCluster, saved: Plan | undefined, opts: ApplyOptions, io: Io, lock: ClusterLock, driver: HostDriver): Promise<number> {
   let plan: Plan;

@@ -9,7 +9,8 @@ import { sh } from './shell.js';
  * trip, not a session start (which on a host with PAM session modules, LDAP accounts or a heavy
  * profile can take a second). Ansible's pipelining and Mitogen do the same.
  *
- * Framing: each command runs as `sh -c '<command>'` (a syntax error stays in that child) with its
+ * Framing: each command runs as `sh -c '<command>'` (a syntax error stays in that child; fd 9,
+ * where the shell may hold the host lock, closed, so that a daemon it starts cannot keep it) with its
  * stdout and stderr sent to files in a private temp directory; then the shell prints one header
  * line, `<marker> <exit code> <stdout bytes> <stderr bytes>`, followed by exactly those bytes.
  * Nothing else is ever written to the shell's own stdout, so output of any content (binary,
@@ -67,8 +68,16 @@ export class RemoteShell {
     return shell;
   }
 
+  /**
+   * Run `script` in the shell itself rather than in a child: what it does to the shell (an
+   * `exec 9>>file` that keeps a lock's file open) lasts as long as the shell.
+   */
+  runInShell(script: string, opts: { timeoutMs: number; step?: string }): Promise<RunResult> {
+    return this.run(script, { ...opts, inShell: true });
+  }
+
   /** Run one command; a non-zero exit is a result. `stdin`: the bytes the command reads. */
-  run(command: string, opts: { timeoutMs: number; step?: string; stdin?: Buffer }): Promise<RunResult> {
+  run(command: string, opts: { timeoutMs: number; step?: string; stdin?: Buffer; inShell?: boolean }): Promise<RunResult> {
     const step = opts.step ?? 'run';
     if (this.closed) return Promise.reject(new HostError(this.host, step, `connection lost before running: ${shortCommand(command)}`));
     if (this.pending) return Promise.reject(new Error('RemoteShell: one command at a time'));
@@ -97,9 +106,12 @@ export class RemoteShell {
       const input = opts.stdin
         ? ` <<'${marker}_IN'\n${opts.stdin.toString('base64').replace(/.{1,76}/g, '$&\n')}${marker}_IN\n`
         : ' </dev/null\n';
-      const script = opts.stdin
-        ? `base64 -d >"$T/i"${input}sh -c ${sh(command)} <"$T/i" >"$T/o" 2>"$T/e"; rc=$?; rm -f "$T/i"`
-        : `sh -c ${sh(command)}${input.trimEnd()} >"$T/o" 2>"$T/e"; rc=$?`;
+      const script = opts.inShell
+        ? `{ ${command}
+} </dev/null >"$T/o" 2>"$T/e"; rc=$?`
+        : opts.stdin
+          ? `base64 -d >"$T/i"${input}sh -c ${sh(command)} <"$T/i" >"$T/o" 2>"$T/e" 9>&-; rc=$?; rm -f "$T/i"`
+          : `sh -c ${sh(command)}${input.trimEnd()} >"$T/o" 2>"$T/e" 9>&-; rc=$?`;
       this.channel.write(`${script}\nprintf '%s %d %d %d\\n' ${marker} "$rc" "$(wc -c <"$T/o")" "$(wc -c <"$T/e")"; cat "$T/o" "$T/e"\n`);
     });
   }

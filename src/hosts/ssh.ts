@@ -73,6 +73,15 @@ export interface SshDriver extends HostDriver {
    */
   forward(host: string, toHost: string, toPort: number): Promise<Duplex>;
   /**
+   * Take the host-side lock `name` (flock on /tmp/.rcluster-<name>-<host>.lock, held open by one
+   * of this run's shells, so it ends with the session: a killed apply holds nothing). Returns
+   * null when taken, else the holder's text. `forceUnlock`: first end the shell of the holder
+   * whose text starts with that id.
+   */
+  lockHost(host: string, name: string, holder: string, forceUnlock?: string): Promise<string | null>;
+  /** Hosts whose lock-holding shell ended since they were locked (the lock went with it). */
+  lostHostLocks(): string[];
+  /**
    * Counters, for tests and diagnostics: SSH connections that reached `ready`, and SSH sessions
    * (channels running a command) opened.
    */
@@ -109,6 +118,8 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
   const byHost = new Map<string, SshSettings>();
   for (const t of targets) byHost.set(t.host, t.ssh);
   const conns = new Map<string, Promise<Conn>>();
+  /** The shell holding each host's lock (lockHost). */
+  const lockShells = new Map<string, RemoteShell>();
   /** Connections to jump hosts, by the chain that reaches them. */
   const jumpConns = new Map<string, Promise<Conn>>();
   let closed = false;
@@ -472,6 +483,37 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
       ].join('\n');
       const r = await limit(() => runOn(host, script, { timeoutMs: commandTimeoutMs, step, stdin: Buffer.from(content, 'utf8') }));
       if (r.code !== 0) throw new HostError(host, step, fileReason(r.stderr, r.code));
+    },
+
+    async lockHost(host: string, name: string, holder: string, forceUnlock?: string): Promise<string | null> {
+      const file = sh(`/tmp/.rcluster-${name.replace(/[^A-Za-z0-9._-]/g, '_')}-${host.replace(/[^A-Za-z0-9._-]/g, '_')}.lock`);
+      const { shell, release } = await acquireShell(host, 'lock');
+      try {
+        if (forceUnlock !== undefined) {
+          // The holder's shell, by the pid it wrote: ending it releases its flock.
+          await shell.run(`set -- $(cat ${file}.holder 2>/dev/null); [ "$1" = ${sh(forceUnlock)} ] && kill -9 "$2"; true`, { timeoutMs: commandTimeoutMs, step: 'lock' });
+        }
+        // 9 stays open in the shell itself for the rest of the run. flock -w: a run that has just
+        // ended (or a force-unlocked holder) lets go a moment after its session closes.
+        // In the shell itself, so: no `exit` (it would end the shell), and the file is tried with
+        // a regular builtin first (a failed `exec` redirection ends a non-interactive shell).
+        const r = await shell.runInShell(
+          `if true 9>>${file}; then exec 9>>${file}; if flock -w ${forceUnlock !== undefined ? 5 : 2} 9; then printf '%s %s\n' ${sh(holder)} "$$" > ${file}.holder; (exit 0); else cat ${file}.holder 2>/dev/null; (exit 75); fi; else (exit 70); fi`,
+          { timeoutMs: commandTimeoutMs, step: 'lock' },
+        );
+        if (r.code === 0) {
+          lockShells.set(host, shell);
+          return null;
+        }
+        if (r.code === 75) return r.stdout.trim() || 'another rcluster (no holder recorded)';
+        throw new HostError(host, 'lock', r.stderr.trim() || `exited ${r.code}`);
+      } finally {
+        release();
+      }
+    },
+
+    lostHostLocks(): string[] {
+      return [...lockShells].filter(([, shell]) => shell.closed).map(([host]) => host);
     },
 
     async forward(host: string, toHost: string, toPort: number): Promise<Duplex> {

@@ -5,7 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/apply/wait.js';
 import { startTestHosts, type Harness } from '../harness/index.js';
 import { harnessSpec, RUNBOOK_REDIS } from '../harness/spec.js';
-import { rcluster, redisCli } from '../integration/support.js';
+import { rcluster, redisCli, withNode } from '../integration/support.js';
+import { takeClusterLock } from '../../src/cli/clusterLock.js';
+import { driverFor } from '../../src/cli/drivers.js';
+import { loadSpec, requireSpec } from '../../src/spec/load.js';
 
 // An sshd that dies in the middle of a command: apply must end at once with the host and the
 // command named, and the next plan and apply must finish the job.
@@ -36,6 +39,28 @@ describe('sshd killed mid-apply', () => {
   afterAll(async () => {
     await h?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a create on fresh hosts is locked too (no node answers yet): a second apply is refused, naming the holder', async () => {
+    const desired = requireSpec(await loadSpec(file));
+    const driver = driverFor(desired);
+    try {
+      // Another rcluster, holding the lock from its planning on (its spec ports do not answer).
+      const lock = await takeClusterLock(desired, { driver });
+      try {
+        expect(lock.nodes).toEqual([]);
+        const second = await rcluster('apply', '-f', file, '--auto-approve');
+        expect(second.code).toBe(1);
+        expect(second.err).toMatch(/^Error: cluster "faults-e2e" is locked: another rcluster is changing it: \S+@\S+ \(pid \d+\) since .*, seen on host 127\.0\.0\.5\d from its SSH session; lock id \S+\./m);
+        // It changed nothing: the standalone redis of every host still answers on 6379.
+        for (const n of HOSTS) expect(await withNode(6379, (r) => r.ping(), addr(n))).toBe('PONG');
+        await lock.check();
+      } finally {
+        await lock.release();
+      }
+    } finally {
+      await driver.close();
+    }
   });
 
   it('apply exits 1 naming the host and the command; the next plan shows the rest and apply finishes it', async () => {

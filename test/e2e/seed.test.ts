@@ -219,7 +219,7 @@ describe("the runbook's create over SSH, on six fresh hosts", () => {
       const b = await rcluster('apply', '-f', file, '--auto-approve');
       expect(b.code).toBe(1);
       expect(b.err).toMatch(
-        /^Error: cluster "seed-e2e" is locked: another rcluster is changing it: \S+@\S+ \(pid \d+\) since \d{4}-\d\d-\d\dT[\d:.]+Z \(\d+ s ago\), seen on 127\.0\.0\.5\d:635\d from [\d.]+:\d+; lock id \S+\. Wait for it to finish\./,
+        /^Error: cluster "seed-e2e" is locked: another rcluster is changing it: \S+@\S+ \(pid \d+\) since \d{4}-\d\d-\d\dT[\d:.]+Z \(\d+ s ago\), seen on (127\.0\.0\.5\d:635\d from [\d.]+:\d+|host 127\.0\.0\.5\d from its SSH session); lock id \S+\. Wait for it to finish\./,
       );
       const id = /--force-unlock (\S+)$/.exec(b.err.trim())?.[1];
       expect(id).toMatch(/^\S+@\S+\/\d+\/\d+$/);
