@@ -366,10 +366,17 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
         return { shell: idle, release: () => releaseShell(conn, idle) };
       }
       if (conn.shells.length + conn.starting < shellsPerHost) {
+        // The host's first shell: start its second alongside, so that a slow session start is
+        // paid once, in parallel, rather than again when two commands first overlap.
+        if (conn.shells.length + conn.starting === 0 && shellsPerHost >= 2) void spareShell(host, conn, step);
         conn.starting++;
         let shell: RemoteShell;
         try {
           shell = await startShell(host, conn, step);
+        } catch (err) {
+          // Callers waiting for a shell try for themselves (and meet the same error).
+          for (const wake of conn.waiters.splice(0)) wake();
+          throw err;
         } finally {
           conn.starting--;
         }
@@ -379,6 +386,24 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
       }
       await new Promise<void>((resolve) => conn.waiters.push(resolve));
     }
+  }
+
+  /** A shell started ahead of need; it joins the pool idle (or is dropped if it fails). */
+  async function spareShell(host: string, conn: Conn, step: string): Promise<void> {
+    conn.starting++;
+    let shell: RemoteShell;
+    try {
+      shell = await startShell(host, conn, step);
+    } catch {
+      // The first shell reports any failure; this one was only a head start. Whoever waits for
+      // it tries for themselves.
+      conn.starting--;
+      for (const wake of conn.waiters.splice(0)) wake();
+      return;
+    }
+    conn.starting--;
+    conn.shells.push(shell);
+    conn.waiters.shift()?.();
   }
 
   function releaseShell(conn: Conn, shell: RemoteShell): void {
