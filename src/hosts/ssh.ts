@@ -515,15 +515,17 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
       const { shell, release } = await acquireShell(host, 'lock');
       try {
         if (forceUnlock !== undefined) {
-          // The holder's shell, by the pid it wrote: ending it releases its flock.
-          await shell.run(`set -- $(cat ${file}.holder 2>/dev/null); [ "$1" = ${sh(forceUnlock)} ] && kill -9 "$2"; true`, { timeoutMs: commandTimeoutMs, step: 'lock' });
+          // The holder's shell, by the pid it wrote last in the file: ending it releases its flock.
+          await shell.run(`set -- $(tail -n 1 ${file} 2>/dev/null); [ "$1" = ${sh(forceUnlock)} ] && kill -9 "$2"; true`, { timeoutMs: commandTimeoutMs, step: 'lock' });
         }
-        // 9 stays open in the shell itself for the rest of the run. flock -w: a run that has just
+        // 9 stays open in the shell itself for the rest of the run; the holder appends its id and
+        // shell pid to the file it locks (no second file, so no second path to be tricked into
+        // writing through). flock -w: a run that has just
         // ended (or a force-unlocked holder) lets go a moment after its session closes.
         // In the shell itself, so: no `exit` (it would end the shell), and the file is tried with
         // a regular builtin first (a failed `exec` redirection ends a non-interactive shell).
         const r = await shell.runInShell(
-          `if true 9>>${file}; then exec 9>>${file}; if flock -w ${forceUnlock !== undefined ? 5 : 2} 9; then printf '%s %s\n' ${sh(holder)} "$$" > ${file}.holder; (exit 0); else cat ${file}.holder 2>/dev/null; (exit 75); fi; else (exit 70); fi`,
+          `if true 9>>${file}; then exec 9>>${file}; if flock -w ${forceUnlock !== undefined ? 5 : 2} 9; then printf '%s %s\n' ${sh(holder)} "$$" >&9; (exit 0); else tail -n 1 ${file} 2>/dev/null; (exit 75); fi; else (exit 70); fi`,
           { timeoutMs: commandTimeoutMs, step: 'lock' },
         );
         if (r.code === 0) {

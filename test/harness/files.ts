@@ -34,6 +34,10 @@ PrintMotd no
 PrintLastLog no
 X11Forwarding no
 AllowTcpForwarding yes
+# Sessions skip root's ~/.bashrc (bash reads it when started by sshd at SHLVL 0), as on a freshly
+# installed host: on these machines it runs pyenv init, whose rehash lock, left behind by a
+# session the fault tests kill mid-login, stalls every later login for a minute.
+SetEnv SHLVL=1
 MaxStartups 200
 MaxSessions 100
 LoginGraceTime 30
