@@ -5,11 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHosts, type Harness } from '../harness/index.js';
 import { RUNBOOK_REDIS } from '../harness/spec.js';
 import { rcluster, redisCli } from '../integration/support.js';
+import { badKeys, loadKeys } from '../support/keys.js';
 
 // The runbook's create as a non-root SSH user with sudo, on hosts whose redis.conf and data
 // directory belong to the redis user, one of them without the sftp subsystem; every SSH session
 // is logged by the hosts' sshd, and a run must open at most 3 per host.
 const HOSTS = [51, 52, 53, 54, 55, 56];
+/** Added as a fourth master; like 56, it has no sftp subsystem. */
+const NEW = 58;
+const KEYS = 20_000;
 const USER = 'rcl-deploy';
 const SUDOERS = `/etc/sudoers.d/rcluster-harness-${USER}`;
 const addr = (n: number) => `127.0.0.${n}`;
@@ -21,9 +25,13 @@ describe('a non-root SSH user with sudo, redis-owned files, no sftp on one host,
   let file: string;
 
   beforeAll(async () => {
-    h = await startTestHosts(HOSTS, { sessionLog: true, user: { name: USER, sudo: 'nopasswd' }, redisOwned: true, noSftp: [56] });
+    h = await startTestHosts([...HOSTS, NEW], { sessionLog: true, user: { name: USER, sudo: 'nopasswd' }, redisOwned: true, noSftp: [56, NEW] });
     dir = mkdtempSync(join(tmpdir(), 'rcluster-e2e-sudo-'));
     file = join(dir, 'cluster.yaml');
+    writeSpec(HOSTS, 3);
+  });
+
+  const writeSpec = (nodes: number[], masters: number) =>
     writeFileSync(
       file,
       [
@@ -37,12 +45,12 @@ describe('a non-root SSH user with sudo, redis-owned files, no sftp on one host,
         'redis:',
         ...Object.entries(RUNBOOK_REDIS).map(([k, v]) => `  ${k}: ${v}`),
         'replicasPerMaster: 1',
+        `masters: ${masters}`,
         'nodes:',
-        ...HOSTS.map((n) => `  - ${addr(n)}:${portOf(n)}`),
+        ...nodes.map((n) => `  - ${addr(n)}:${n === NEW ? 6379 : portOf(n)}`),
         '',
       ].join('\n'),
     );
-  });
 
   afterAll(async () => {
     await h?.stop();
@@ -95,6 +103,23 @@ describe('a non-root SSH user with sudo, redis-owned files, no sftp on one host,
     }
     const check = await redisCli(['--cluster', 'check', `${addr(51)}:${portOf(51)}`]);
     expect(check.out).toContain('[OK] All 16384 slots covered.');
+    expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
+  });
+
+  it('the scale-out through sudo, onto a host without sftp: 58 becomes a master, 4096 slots move with their keys, still at most 3 sessions per host', async () => {
+    const seed = `${addr(51)}:${portOf(51)}`;
+    await loadKeys(seed, KEYS);
+    writeSpec([...HOSTS, NEW], 4);
+    for (const n of [...HOSTS, NEW]) h.clearSessions(n);
+    const applied = await rcluster('apply', '-f', file, '--auto-approve');
+    expect({ code: applied.code, err: applied.err.replace(/^.*warning: 7 nodes are fewer.*$/m, '') }).toEqual({ code: 0, err: '' });
+    const moved = [...applied.out.matchAll(/move (\d+) slot\(s\) .* → 127\.0\.0\.58:6379/g)].reduce((n, m) => n + Number(m[1]), 0);
+    expect(moved).toBe(4096);
+    for (const n of [...HOSTS, NEW]) expect(h.sessions(n).length, `host ${n}`).toBeLessThanOrEqual(3);
+    const conf = statSync(h.hosts.find((x) => x.n === NEW)!.path('/etc/redis/6379.conf'));
+    expect(conf.mode & 0o777).toBe(0o640);
+    expect(conf.uid).not.toBe(0);
+    expect(await badKeys(seed, KEYS)).toEqual([]);
     expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
   });
 });
