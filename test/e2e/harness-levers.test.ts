@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Client, type ClientChannel } from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHosts, type Harness } from '../harness/index.js';
+import { isAlive } from '../harness/procs.js';
+import { tcpState } from '../support/tcp.js';
 
 // The levers of issue 8 ("from a laptop, for real"), each shown on real sshd and redis.
 // Hosts 57 and 58 only: the other e2e files use 51-56 and may run at the same time.
@@ -100,17 +102,6 @@ function pingOver(stream: Duplex): Promise<string> {
   });
 }
 
-function tcpState(address: string, port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect({ host: address, port });
-    s.on('connect', () => {
-      s.destroy();
-      resolve('open');
-    });
-    s.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
-  });
-}
-
 /** What sudo itself says `USER` may run (root asks: needs no password). */
 function sudoList(): string {
   try {
@@ -123,32 +114,54 @@ function sudoList(): string {
 
 const sshdConfigOf = (h: Harness, n: number) => readFileSync(`${h.hosts.find((x) => x.n === n)!.root}/ssh/sshd_config`, 'utf8');
 
-describe('harness levers: session log, slow sessions, sudo user, redis-owned files, latency, bastion', () => {
+/**
+ * Hosts 57 and 58 with `opts` for the enclosing describe. harness() is the running harness,
+ * login() an ssh2 client ended with it, stopNow() ends the logins and stops the harness within
+ * a test (returning it), after which there is nothing left to stop.
+ */
+function hostsWith(opts: Parameters<typeof startTestHosts>[1]) {
   let h: Harness | undefined;
   const clients: Client[] = [];
   const harness = (): Harness => {
     if (!h) throw new Error('harness did not start');
     return h;
   };
-  const login = async (n: number, o: Parameters<typeof sshConnect>[2] = {}) => {
-    const c = await sshConnect(harness(), n, o);
-    clients.push(c);
-    return c;
-  };
-
   beforeAll(async () => {
-    h = await startTestHosts([57, 58], {
-      sessionLog: true,
-      slowSessionMs: { 57: SLOW_MS },
-      noSftp: [58],
-      user: { name: USER, sudo: 'nopasswd' },
-      redisOwned: [58],
-    });
+    h = await startTestHosts([57, 58], opts);
   });
-
   afterAll(async () => {
     for (const c of clients) c.end();
     await h?.stop();
+  });
+  return {
+    harness,
+    /** A client made another way (through a proxy or a bastion), ended like the logins. */
+    keep: (c: Client) => {
+      clients.push(c);
+      return c;
+    },
+    login: async (n: number, o: Parameters<typeof sshConnect>[2] = {}) => {
+      const c = await sshConnect(harness(), n, o);
+      clients.push(c);
+      return c;
+    },
+    stopNow: async (): Promise<Harness> => {
+      const hs = harness();
+      for (const c of clients.splice(0)) c.end();
+      await hs.stop();
+      h = undefined;
+      return hs;
+    },
+  };
+}
+
+describe('harness levers: session log, slow sessions, sudo user, redis-owned files, latency, bastion', () => {
+  const { harness, login, keep, stopNow } = hostsWith({
+    sessionLog: true,
+    slowSessionMs: { 57: SLOW_MS },
+    noSftp: [58],
+    user: { name: USER, sudo: 'nopasswd' },
+    redisOwned: [58],
   });
 
   it('logs every session (exec and shell) with its command and connection, and runs it as sshd would', async () => {
@@ -280,8 +293,7 @@ describe('harness levers: session log, slow sessions, sudo user, redis-owned fil
     expect(banner.text).toMatch(/^SSH-2\.0-/);
     expect(banner.ms).toBeGreaterThanOrEqual(LATENCY_MS);
 
-    const c = await sshConnect(hs, 58, { port: proxy.port });
-    clients.push(c);
+    const c = keep(await sshConnect(hs, 58, { port: proxy.port }));
     // An exec is at least one request and its answer: both directions, each delayed.
     const t0 = Date.now();
     expect((await sshExec(c, 'true')).code).toBe(0);
@@ -304,8 +316,7 @@ describe('harness levers: session log, slow sessions, sudo user, redis-owned fil
     hs.clearSessions(58);
     const bastion = await login(57);
     const stream = await forwardOut(bastion, '127.0.0.58', 22);
-    const behind = await sshConnect(hs, 58, { sock: stream });
-    clients.push(behind);
+    const behind = keep(await sshConnect(hs, 58, { sock: stream }));
     const r = await sshExec(behind, 'echo via-bastion; echo "$SSH_CONNECTION"');
     expect(r.code).toBe(0);
     const [first, conn] = r.stdout.split('\n');
@@ -321,11 +332,8 @@ describe('harness levers: session log, slow sessions, sudo user, redis-owned fil
   });
 
   it('stop() removes the sudo rule with the state dir', async () => {
-    const hs = harness();
     expect(existsSync(SUDOERS_FILE)).toBe(true);
-    for (const c of clients.splice(0)) c.end();
-    await hs.stop();
-    h = undefined;
+    const hs = await stopNow();
     expect(existsSync(SUDOERS_FILE)).toBe(false);
     expect(existsSync(hs.root)).toBe(false);
     expect(sudoList()).toMatch(/is not allowed to run sudo/);
@@ -369,5 +377,78 @@ describe.each([
     }
     expect(await sftpRead(c!, '/etc/redis/6379.conf')).toMatch(/^bind 127\.0\.0\.57$/m);
     expect((await hs.exec(58, "stat -c '%U:%G %a' /etc/redis/6379.conf")).stdout).toBe('root:root 644\n');
+  });
+});
+
+describe('the datacenter: Redis reachable from the hosts only, SSH from the runner', () => {
+  const { harness, login, stopNow } = hostsWith({ datacenter: true });
+  /** What `n` gets for PING to host `to`'s redis, asked from inside host n. */
+  const pingFrom = async (n: number, to: number) => (await harness().exec(n, `redis-cli -h 127.0.0.${to} -p 6379 ping`)).stdout.trim();
+  /** 'open' when a TCP connect from inside host n to host `to`'s port succeeds (bash's /dev/tcp). */
+  const tcpFrom = async (n: number, to: number, port: number) => {
+    const r = await harness().exec(n, `bash -c 'exec 3<>/dev/tcp/127.0.0.${to}/${port}' 2>&1 && echo open`);
+    return r.stdout.trim();
+  };
+
+  it("the hosts share one network namespace, not the runner's", async () => {
+    const hs = harness();
+    const own = readlinkSync('/proc/self/ns/net');
+    expect(hs.datacenter?.netns).toMatch(/^net:\[\d+\]$/);
+    expect(hs.datacenter?.netns).not.toBe(own);
+    for (const n of [57, 58]) expect((await hs.exec(n, 'readlink /proc/self/ns/net')).stdout.trim()).toBe(hs.datacenter?.netns);
+    // Host to host, the way gossip, MIGRATE and replication go.
+    expect(await pingFrom(57, 58)).toBe('PONG');
+    expect(await pingFrom(58, 57)).toBe('PONG');
+  });
+
+  it('from the runner: SSH works, Redis and its cluster bus port are refused; through SSH Redis answers', async () => {
+    const hs = harness();
+    // A cluster bus port that really listens inside: host 58's redis in cluster mode.
+    const r = await hs.exec(58, "echo 'cluster-enabled yes' >> /etc/redis/6379.conf && /etc/init.d/redis_6379 restart");
+    expect(r.code).toBe(0);
+    expect((await hs.exec(57, 'redis-cli -h 127.0.0.58 -p 6379 info cluster')).stdout).toMatch(/^cluster_enabled:1\r?$/m);
+    expect(await tcpFrom(57, 58, 16379)).toBe('open');
+    expect(await tcpFrom(57, 58, 6379)).toBe('open');
+    for (const n of [57, 58]) {
+      expect(await tcpState(`127.0.0.${n}`, 6379)).toBe('ECONNREFUSED');
+      expect(await tcpState(`127.0.0.${n}`, 16379)).toBe('ECONNREFUSED');
+    }
+
+    const c = await login(57);
+    expect(await sshExec(c, 'echo "$SSH_CONNECTION"')).toMatchObject({ code: 0, stdout: expect.stringMatching(/ 127\.0\.0\.57 22\n$/) });
+    // What ssh.tunnel does: redis through the host's sshd, its own and its neighbour's.
+    expect(await pingOver(await forwardOut(c, '127.0.0.57', 6379))).toBe('+PONG');
+    expect(await pingOver(await forwardOut(c, '127.0.0.58', 6379))).toBe('+PONG');
+  });
+
+  it("intoDatacenter: the test's own way in, a port on 127.0.0.1", async () => {
+    const hs = harness();
+    const via = await hs.intoDatacenter('127.0.0.57:6379');
+    expect(via).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(await hs.intoDatacenter('127.0.0.57:6379')).toBe(via);
+    const [host, port] = via.split(':');
+    expect(await pingOver(connect({ host: host!, port: Number(port) }))).toBe('+PONG');
+    await expect(hs.intoDatacenter('10.0.0.1:6379')).rejects.toThrow(/127\.x\.y\.z:port/);
+  });
+
+  it('a stopped host refuses SSH from the runner; started again, it is back in the same datacenter', async () => {
+    const hs = harness();
+    await hs.stopHost(58);
+    expect(await tcpState('127.0.0.58', 22)).toBe('ECONNREFUSED');
+    expect(await pingFrom(57, 58)).not.toBe('PONG');
+    await hs.startHost(58);
+    expect((await hs.exec(58, 'readlink /proc/self/ns/net')).stdout.trim()).toBe(hs.datacenter?.netns);
+    expect(await pingFrom(57, 58)).toBe('PONG');
+    expect(await tcpState('127.0.0.58', 6379)).toBe('ECONNREFUSED');
+    expect((await sshExec(await login(58), 'echo back')).stdout).toBe('back\n');
+  });
+
+  it('stop() ends the relay with the hosts: nothing answers on their addresses', async () => {
+    const relay = harness().datacenter?.relayPid;
+    expect(relay !== undefined && isAlive(relay)).toBe(true);
+    const hs = await stopNow();
+    expect(isAlive(relay!)).toBe(false);
+    expect(existsSync(hs.root)).toBe(false);
+    for (const n of [57, 58]) expect(await tcpState(`127.0.0.${n}`, 22)).toBe('ECONNREFUSED');
   });
 });

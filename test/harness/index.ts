@@ -16,7 +16,10 @@
  *  - redisOwned: the host's redis conf and data dir belong to the redis user, as with Debian's
  *    package;
  *  - noSftp: no sftp subsystem;
- *  - Harness.latencyProxy: a TCP proxy in front of a host's sshd that delays each direction.
+ *  - Harness.latencyProxy: a TCP proxy in front of a host's sshd that delays each direction;
+ *  - datacenter: every host in one network namespace of its own; from the runner only the
+ *    hosts' sshd can be reached (Redis ports are refused), as from a laptop outside the data
+ *    centre's firewall.
  * Every host's sshd allows TCP forwarding (direct-tcpip), so one host can be the ProxyJump
  * bastion of the others and a host's redis port can be reached through its sshd.
  *
@@ -31,7 +34,8 @@ import { basename, dirname, join, posix, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BOOT_SCRIPT, initScript, redisConf, sessionWrapper, shQuote, sshdConfig } from './files.js';
 import { startLatencyProxy, type LatencyProxy } from './latency.js';
-import { cmdline, hostPids, listPids, isAlive, kill, killUntilGone, killUntilGoneSync, mntNs, OWN_MNT_NS, startTime } from './procs.js';
+import { RELAY, startDatacenter, type Datacenter } from './datacenter.js';
+import { cmdline, hostPids, listPids, isAlive, kill, killUntilGone, killUntilGoneSync, mntNs, netNs, OWN_MNT_NS, startTime, tail } from './procs.js';
 
 export interface TestHost {
   n: number;
@@ -104,7 +108,8 @@ export interface Harness {
    * Returns how many connections were cut.
    */
   dropSshConnections(n: number): number;
-  /** Run `sh -c command` inside host n's mount namespace (nsenter -t <pid> -m). */
+  /** Run `sh -c command` inside host n's mount namespace (nsenter -t <pid> -m), and with
+   *  HarnessOptions.datacenter inside the datacenter's network namespace too (-n). */
   exec(n: number, command: string, opts?: { timeoutMs?: number }): Promise<ExecResult>;
   /** The non-root SSH user of HarnessOptions.user (logs in with identityFile like root). */
   user?: HarnessUser & { uid: number };
@@ -121,6 +126,16 @@ export interface Harness {
    * passing each chunk on delayMs after it arrived, each way, in order. Closed by stop().
    */
   latencyProxy(n: number, opts: { delayMs: number; port?: number }): Promise<LatencyProxy>;
+  /** With HarnessOptions.datacenter: its network namespace (`net:[...]`) and the pid of the
+   *  relay holding it. */
+  datacenter?: { netns: string; relayPid: number };
+  /**
+   * With HarnessOptions.datacenter: the way in for the test's own checks (loading keys, reading
+   * them back). Returns `127.0.0.1:P`, a port in the runner's network forwarded to `target`
+   * (`host:port`) inside the datacenter; one per target, kept until stop(). Never hand it to
+   * rcluster: what it may reach is what the spec's SSH connections reach.
+   */
+  intoDatacenter(target: string): Promise<string>;
   /** Stop everything started, and remove the state dir. Idempotent. */
   stop(): Promise<void>;
 }
@@ -143,6 +158,15 @@ export interface HarnessOptions {
    *  /var/lib/redis (and 6379/) redis:redis 0750, as Debian's package leaves them. redis
    *  still runs as root through the init script, as on a plain host. */
   redisOwned?: boolean | number[];
+  /**
+   * Put every host in one network namespace of its own, the datacenter, where all of
+   * 127.0.0.0/8 is local: the hosts reach each other (gossip, cluster bus, MIGRATE,
+   * replication) as on a LAN, and the runner reaches only each host's sshd on 127.0.0.N:22,
+   * forwarded in by a relay. Redis ports, bus ports included, are refused from the runner; the
+   * test's own checks go in through Harness.intoDatacenter or Harness.exec. A stopped host's
+   * port 22 is refused too. Needs ip (iproute2) to bring up lo in the namespace.
+   */
+  datacenter?: boolean;
 }
 
 const MARKER = '.rcluster-harness';
@@ -294,14 +318,6 @@ async function waitFor(what: string, cond: () => Promise<boolean>, opts: { timeo
   }
 }
 
-function tail(file: string, lines = 20): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
-  }
-}
-
 function parentPid(pid: number): number | null {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -309,6 +325,11 @@ function parentPid(pid: number): number | null {
   } catch {
     return null;
   }
+}
+
+function splitAddress(address: string): [string, number] {
+  const i = address.lastIndexOf(':');
+  return [address.slice(0, i), Number(address.slice(i + 1))];
 }
 
 function keyLine(pub: string): string {
@@ -327,6 +348,8 @@ interface StateFile {
   watchdogPid?: number;
   /** /etc/sudoers.d file written for HarnessOptions.user: removed with the state dir. */
   sudoersFile?: string;
+  /** The datacenter relay of HarnessOptions.datacenter. */
+  relayPid?: number;
 }
 
 function readState(dir: string): StateFile | null {
@@ -355,6 +378,7 @@ function hostNumbersIn(dir: string): number[] {
 async function cleanStateDir(dir: string): Promise<void> {
   const state = readState(dir);
   if (state?.watchdogPid && cmdline(state.watchdogPid).includes(WATCHDOG)) kill(state.watchdogPid, 'SIGKILL');
+  if (state?.relayPid && isRelayOf(state.relayPid, dir)) kill(state.relayPid, 'SIGKILL');
   if (state?.sudoersFile && isHarnessSudoersFile(state.sudoersFile)) await rm(state.sudoersFile, { force: true });
   for (const n of hostNumbersIn(dir)) {
     const hostDir = join(dir, 'hosts', String(n));
@@ -368,6 +392,12 @@ async function cleanStateDir(dir: string): Promise<void> {
     }
   }
   await rm(dir, { recursive: true, force: true });
+}
+
+/** Its command line is relay.mjs with the state dir `dir` (not some process that got its pid). */
+function isRelayOf(pid: number, dir: string): boolean {
+  const c = cmdline(pid);
+  return c.includes(RELAY) && c.endsWith(` ${dir}`);
 }
 
 async function prepareRoot(root: string, hosts: number[]): Promise<void> {
@@ -530,6 +560,8 @@ interface HostState extends TestHost {
   ns?: string;
   exited?: Promise<void>;
   booting?: Promise<void>;
+  /** The datacenter relay's forward of 127.0.0.N:22 while the host is up. */
+  sshForward?: number;
 }
 
 const HOST_DIRS: [string, string][] = [
@@ -588,6 +620,9 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     throw new Error(`a host with a session log and sftp needs an external sftp-server (none of ${SFTP_SERVERS.join(', ')} exists): with sshd's ForceCommand, internal-sftp cannot be used`);
   }
 
+  const ip = opts.datacenter ? which('ip') : null;
+  if (opts.datacenter && !ip) throw new Error('HarnessOptions.datacenter needs ip (package iproute2) to bring up lo in the datacenter network namespace: not found on PATH');
+
   const rootArg = resolve(opts.root ?? join(DEFAULT_PARENT, nums.join('-')));
   if (rootArg.split('/').filter(Boolean).length < 2) throw new Error(`harness root too close to /: ${rootArg}`);
   await mkdir(dirname(rootArg), { recursive: true });
@@ -608,9 +643,13 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   let watchdog: ChildProcess | undefined;
   let user: (HarnessUser & { uid: number }) | undefined;
   const proxies = new Set<LatencyProxy>();
+  let dc: Datacenter | undefined;
+  const intoDc = new Map<string, Promise<string>>();
 
   const killAllSync = () => {
     for (const h of hosts.values()) killUntilGoneSync(() => hostPids(h.dir, h.n));
+    // It would go by itself once our end of its IPC channel closes.
+    if (dc) kill(dc.pid, 'SIGKILL');
   };
   const onExit = () => killAllSync();
 
@@ -691,7 +730,8 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     const h = get(n);
     const pid = anchor(h);
     if (pid === null) throw new Error(`host ${n} is down (no process in its namespace)`);
-    return run(tools.nsenter, ['-t', String(pid), '-m', '--', '/bin/sh', '-c', command], o.timeoutMs ? { timeoutMs: o.timeoutMs } : {});
+    const ns = dc ? ['-m', '-n'] : ['-m'];
+    return run(tools.nsenter, ['-t', String(pid), ...ns, '--', '/bin/sh', '-c', command], o.timeoutMs ? { timeoutMs: o.timeoutMs } : {});
   };
 
   const isUp = (n: number) => anchor(get(n)) !== null;
@@ -758,17 +798,38 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     };
   };
 
+  const intoDatacenter = (target: string): Promise<string> => {
+    if (!dc) return Promise.reject(new Error('intoDatacenter: this harness has no datacenter (HarnessOptions.datacenter)'));
+    const m = /^(127\.\d{1,3}\.\d{1,3}\.\d{1,3}):(\d{1,5})$/.exec(target);
+    if (!m) return Promise.reject(new Error(`intoDatacenter: target must be 127.x.y.z:port, got ${JSON.stringify(target)}`));
+    const d = dc;
+    let way = intoDc.get(target);
+    if (!way) {
+      way = d.forward({ host: '127.0.0.1', port: 0 }, { host: m[1]!, port: Number(m[2]) }).then(({ port }) => `127.0.0.1:${port}`);
+      way.catch(() => intoDc.delete(target));
+      intoDc.set(target, way);
+    }
+    return way;
+  };
+
   const bootHost = async (h: HostState) => {
     if (anchor(h) !== null) return;
+    if (dc) {
+      // Before sshd starts: the boot waits for its banner through this way in.
+      h.sshForward = (await dc.forward({ host: h.address, port: 22 }, { host: h.address, port: 22 }).catch((e: Error) => {
+        throw new Error(`host ${h.n}: ${e.message}`);
+      })).id;
+    }
     // A reboot empties /run: stale pidfiles must not survive (keep sshd's privsep dir).
     const runDir = join(h.dir, 'run');
     for (const f of readdirSync(runDir)) if (f !== 'sshd') await rm(join(runDir, f), { recursive: true, force: true });
     const sshdLog = join(h.dir, 'sshd.log');
     const bootLog = join(h.dir, 'boot.log');
-    const child = spawn(tools.unshare, ['-m', '--propagation', 'private', '--', '/bin/sh', '-c', BOOT_SCRIPT, 'boot', h.dir, SSHD], {
-      cwd: '/',
-      stdio: 'ignore',
-    });
+    const unshareArgs = ['-m', '--propagation', 'private', '--', '/bin/sh', '-c', BOOT_SCRIPT, 'boot', h.dir, SSHD];
+    // nsenter and unshare both exec without forking: the child's pid is the sshd's.
+    const child = dc
+      ? spawn(tools.nsenter, [`--net=/proc/${dc.pid}/ns/net`, '--', tools.unshare, ...unshareArgs], { cwd: '/', stdio: 'ignore' })
+      : spawn(tools.unshare, unshareArgs, { cwd: '/', stdio: 'ignore' });
     child.unref();
     h.child = child;
     h.pid = child.pid;
@@ -788,16 +849,28 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     const ns = child.pid ? mntNs(child.pid) : null;
     if (!ns || ns === OWN_MNT_NS) throw new Error(`host ${h.n}: sshd (pid ${child.pid}) is not in its own mount namespace (${ns})`);
     h.ns = ns;
+    if (dc) {
+      const net = child.pid ? netNs(child.pid) : null;
+      if (net !== dc.netns) throw new Error(`host ${h.n}: sshd (pid ${child.pid}) is in network namespace ${net}, not the datacenter's ${dc.netns}`);
+    }
     const r = await exec(h.n, '/etc/init.d/redis_6379 start', { timeoutMs: 30_000 });
     if (r.code !== 0) {
       throw new Error(`host ${h.n}: /etc/init.d/redis_6379 start failed (${r.code}): ${r.stdout}${r.stderr}\n${tail(h.path('/var/log/redis_6379.log'))}`);
     }
     const port = Number(/^port\s+(\d+)/m.exec(await readFile(h.path('/etc/redis/6379.conf'), 'utf8'))?.[1] ?? 6379);
-    await waitFor(`host ${h.n}: redis on ${h.address}:${port}`, () => probe(h.address, port, { send: 'PING\r\n', expect: '+PONG' }));
+    const [host, via] = dc ? splitAddress(await intoDatacenter(`${h.address}:${port}`)) : [h.address, port];
+    await waitFor(`host ${h.n}: redis on ${h.address}:${port}`, () => probe(host, via, { send: 'PING\r\n', expect: '+PONG' }));
   };
 
   const stopHost = async (n: number, o: { graceful?: boolean } = {}) => {
     const h = get(n);
+    if (dc && h.sshForward !== undefined) {
+      // First, as a powered-off host's port would be: connecting is refused from now on.
+      const id = h.sshForward;
+      h.sshForward = undefined;
+      // A relay that is gone took the forward with it; the next boot says why it went.
+      await dc.close(id).catch(() => undefined);
+    }
     if (o.graceful && anchor(h) !== null) {
       await exec(n, '/etc/init.d/redis_6379 stop', { timeoutMs: 60_000 }).catch(() => undefined);
     }
@@ -844,6 +917,7 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     await Promise.all([...proxies].map((p) => p.close()));
     if (state.sudoersFile) await rm(state.sudoersFile, { force: true }).catch((e: unknown) => errors.push(e));
     await Promise.all(nums.map((n) => stopHost(n).catch((e: unknown) => errors.push(e))));
+    await dc?.stop();
     process.off('exit', onExit);
     await rm(root, { recursive: true, force: true });
     if (dirname(root) === DEFAULT_PARENT) {
@@ -886,6 +960,11 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     (watchdog.stdin as unknown as { unref?: () => void } | null)?.unref?.();
     state.watchdogPid = watchdog.pid;
     await writeFile(join(root, 'state.json'), JSON.stringify(state));
+    if (opts.datacenter && ip) {
+      dc = await startDatacenter({ unshare: tools.unshare, ip, dir: root });
+      state.relayPid = dc.pid;
+      await writeFile(join(root, 'state.json'), JSON.stringify(state));
+    }
 
     await Promise.all([...hosts.values()].map(bootHost));
     await writeKnownHosts();
@@ -914,6 +993,8 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
       clearSessions,
       setSessionDelay,
       latencyProxy,
+      ...(dc ? { datacenter: { netns: dc.netns, relayPid: dc.pid } } : {}),
+      intoDatacenter,
       stop,
     };
   } catch (e) {

@@ -15,14 +15,18 @@ export function listPids(): number[] {
   return out;
 }
 
-/** `mnt:[4026532177]`, or null when the process is gone (or a zombie). */
-export function mntNs(pid: number | 'self'): string | null {
+/** `mnt:[4026532177]` (kind mnt) or `net:[4026531840]` (net), or null when the process is gone
+ *  (or a zombie). */
+function namespace(kind: 'mnt' | 'net', pid: number | 'self'): string | null {
   try {
-    return readlinkSync(`/proc/${pid}/ns/mnt`);
+    return readlinkSync(`/proc/${pid}/ns/${kind}`);
   } catch {
     return null;
   }
 }
+
+export const mntNs = (pid: number | 'self') => namespace('mnt', pid);
+export const netNs = (pid: number | 'self') => namespace('net', pid);
 
 export const OWN_MNT_NS = mntNs('self');
 
@@ -43,7 +47,7 @@ export function hasHostBind(pid: number, hostDir: string, n: number): boolean {
     return false;
   }
   const source = `${hostDir}/etc-redis`;
-  const tail = `/hosts/${n}/etc-redis`;
+  const suffix = `/hosts/${n}/etc-redis`;
   for (const line of text.split('\n')) {
     const f = line.split(' ');
     const root = f[3];
@@ -51,7 +55,7 @@ export function hasHostBind(pid: number, hostDir: string, n: number): boolean {
     if (root === undefined || mountPoint === undefined) continue;
     if (unescapeMountinfo(mountPoint) !== '/etc/redis') continue;
     const r = unescapeMountinfo(root);
-    if (r.endsWith(tail) && source.endsWith(r)) return true;
+    if (r.endsWith(suffix) && source.endsWith(r)) return true;
   }
   return false;
 }
@@ -101,6 +105,15 @@ export function startTime(pid: number): string | null {
 export function cmdline(pid: number): string {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** The last lines of a log file ('' when there is none), for error messages. */
+export function tail(file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
   } catch {
     return '';
   }

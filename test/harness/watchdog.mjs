@@ -2,12 +2,16 @@
 // When the pipe closes without the harness having killed us first (the test process
 // died: crash, SIGKILL, vitest timeout), kill every process of every test host
 // (identified by the host's /etc/redis bind mount in /proc/<pid>/mountinfo) and remove
-// the state dir (and the sudoers.d file of HarnessOptions.user, if any). A clean stop() SIGKILLs
+// the state dir (and the sudoers.d file of HarnessOptions.user, if any; and the datacenter relay
+// of HarnessOptions.datacenter, which also exits by itself when the test process dies). A clean stop() SIGKILLs
 // the watchdog before tearing down itself.
 //
 // argv: <realRoot> <n,n,...>
 import { readdirSync, readFileSync, readlinkSync, rmSync, existsSync, rmdirSync } from 'node:fs';
 import { dirname, basename } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const RELAY = fileURLToPath(new URL('./relay.mjs', import.meta.url));
 
 const [root, hostList] = process.argv.slice(2);
 if (!root || !hostList) process.exit(2);
@@ -56,7 +60,32 @@ function find() {
     .filter((p) => p !== process.pid && ours(p));
 }
 
+function readState() {
+  try {
+    return JSON.parse(readFileSync(`${root}/state.json`, 'utf8'));
+  } catch {
+    return {};
+  }
+}
+
 function cleanup() {
+  const state = readState();
+  // Only the relay of this state dir: its pid may have been reused since.
+  if (Number.isInteger(state.relayPid)) {
+    let cmd = '';
+    try {
+      cmd = readFileSync(`/proc/${state.relayPid}/cmdline`, 'utf8').split('\0').join(' ').trim();
+    } catch {
+      /* gone */
+    }
+    if (cmd.includes(RELAY) && cmd.endsWith(` ${root}`)) {
+      try {
+        process.kill(state.relayPid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+  }
   const deadline = Date.now() + 10_000;
   const cell = new Int32Array(new SharedArrayBuffer(4));
   for (;;) {
@@ -72,12 +101,8 @@ function cleanup() {
     Atomics.wait(cell, 0, 0, 20);
   }
   // The sudo rule of HarnessOptions.user lives in the real /etc/sudoers.d: never leave it behind.
-  try {
-    const f = JSON.parse(readFileSync(`${root}/state.json`, 'utf8')).sudoersFile;
-    if (typeof f === 'string' && /^\/etc\/sudoers\.d\/rcluster-harness-[^./]+$/.test(f)) rmSync(f, { force: true });
-  } catch {
-    /* no state, or no rule */
-  }
+  const f = state.sudoersFile;
+  if (typeof f === 'string' && /^\/etc\/sudoers\.d\/rcluster-harness-[^./]+$/.test(f)) rmSync(f, { force: true });
   if (existsSync(`${root}/.rcluster-harness`)) rmSync(root, { recursive: true, force: true });
   const parent = dirname(root);
   if (basename(parent) === 'rcluster-harness') {
