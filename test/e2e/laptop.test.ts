@@ -5,17 +5,24 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHosts, type Harness } from '../harness/index.js';
 import { RUNBOOK_REDIS } from '../harness/spec.js';
-import { rcluster, redisCli } from '../integration/support.js';
+import { rcluster } from '../integration/support.js';
 import { badKeys, loadKeys } from '../support/keys.js';
+import { tcpState } from '../support/tcp.js';
 
 // From a laptop: the hosts are OpenSSH config aliases behind a bastion (host 51), and Redis is
-// reached only through SSH (ssh.tunnel). Every TCP connection rcluster's process opens is
-// recorded: the only ones allowed are the bastion's sshd and rcluster's own local tunnel ends.
+// reached only through SSH (ssh.tunnel). The hosts are a datacenter (HarnessOptions.datacenter):
+// from this process their Redis and cluster bus ports are refused, as behind a firewall that
+// lets only SSH through, so an apply that dialled one would fail. Every TCP connection
+// rcluster's process opens is recorded too: the only ones allowed are the bastion's sshd (the
+// other hosts' sshd are reachable, but the ssh config says to go through the bastion) and
+// rcluster's own local tunnel ends. The test's own checks go in through Harness.exec and
+// Harness.intoDatacenter, which rcluster never sees.
 const HOSTS = [51, 52, 53, 54, 55, 56];
 const NEW = 58;
 const KEYS = 20_000;
 const addr = (n: number) => `127.0.0.${n}`;
 const portOf = (n: number) => 6300 + n;
+const nodePort = (n: number) => (n === NEW ? 6379 : portOf(n));
 
 function specText(nodes: number[], masters: number): string {
   return [
@@ -29,7 +36,7 @@ function specText(nodes: number[], masters: number): string {
     'replicasPerMaster: 1',
     `masters: ${masters}`,
     'nodes:',
-    ...nodes.map((n) => `  - { host: ${addr(n)}, port: ${n === NEW ? 6379 : portOf(n)}, ssh: { host: db-${n} } }`),
+    ...nodes.map((n) => `  - { host: ${addr(n)}, port: ${nodePort(n)}, ssh: { host: db-${n} } }`),
     '',
   ].join('\n');
 }
@@ -41,9 +48,19 @@ describe('from a laptop: ssh config aliases, a bastion, Redis through SSH', () =
   const dialled: string[] = [];
   const original = Socket.prototype.connect;
   const writeSpec = (nodes: number[], masters: number) => writeFileSync(file, specText(nodes, masters));
+  /** Every node's Redis and cluster bus port, as this process sees them. */
+  const fromRunner = (nodes: number[]) =>
+    Promise.all(nodes.flatMap((n) => [nodePort(n), nodePort(n) + 10000].map(async (p) => `${addr(n)}:${p} ${await tcpState(addr(n), p)}`)));
+  const refused = (nodes: number[]) => nodes.flatMap((n) => [nodePort(n), nodePort(n) + 10000].map((p) => `${addr(n)}:${p} ECONNREFUSED`));
+  /** `redis-cli --cluster check`, run on host 51 inside the datacenter, finds nothing wrong. */
+  const expectClusterOk = async () => {
+    const check = (await h.exec(51, `redis-cli --cluster check ${addr(51)}:${portOf(51)}`)).stdout;
+    expect(check).toContain('[OK] All 16384 slots covered.');
+    expect(check).not.toMatch(/\[WARNING\]|\[ERR\]/);
+  };
 
   beforeAll(async () => {
-    h = await startTestHosts([...HOSTS, NEW]);
+    h = await startTestHosts([...HOSTS, NEW], { datacenter: true });
     dir = mkdtempSync(join(tmpdir(), 'rcluster-e2e-laptop-'));
     file = join(dir, 'cluster.yaml');
     const common = [`  User root`, `  IdentityFile ${h.identityFile}`, `  UserKnownHostsFile ${h.knownHostsFile}`];
@@ -88,29 +105,29 @@ describe('from a laptop: ssh config aliases, a bastion, Redis through SSH', () =
 
     const where = [...new Set(dialled)];
     expect(where).toContain(`${addr(51)}:22`);
-    // Nothing else: no other host's sshd (they are behind the bastion), and no Redis port.
+    // Nothing else: no other host's sshd (they are behind the bastion).
     expect(where.filter((d) => d !== `${addr(51)}:22` && !/^127\.0\.0\.1:\d+$/.test(d))).toEqual([]);
-    const redisPorts = new Set([6379, ...HOSTS.map(portOf)]);
-    expect(where.filter((d) => redisPorts.has(Number(d.split(':').pop())))).toEqual([]);
 
-    const check = await redisCli(['--cluster', 'check', `${addr(51)}:${portOf(51)}`]);
-    expect(check.out).toContain('[OK] All 16384 slots covered.');
-    expect(check.out).not.toMatch(/\[WARNING\]|\[ERR\]/);
+    // The cluster works inside the datacenter, and none of its ports can be reached from here.
+    await expectClusterOk();
+    expect(await fromRunner(HOSTS)).toEqual(refused(HOSTS));
   });
 
   it('the scale-out (58 added as a master, 4096 slots with their keys) goes the same way', async () => {
     const seed = `${addr(51)}:${portOf(51)}`;
-    await loadKeys(seed, KEYS);
+    await loadKeys(seed, KEYS, 100, undefined, h.intoDatacenter);
     dialled.length = 0;
     writeSpec([...HOSTS, NEW], 4);
     const applied = await rcluster('apply', '-f', file, '--auto-approve');
     expect({ code: applied.code, err: applied.err.replace(/^.*warning: 7 nodes are fewer.*$/m, '') }).toEqual({ code: 0, err: '' });
     const moved = [...applied.out.matchAll(/move (\d+) slot\(s\) .* → 127\.0\.0\.58:6379/g)].reduce((n, m) => n + Number(m[1]), 0);
     expect(moved).toBe(4096);
-    // What rcluster dialled (before this test's own key check dials the nodes directly).
+    // What rcluster dialled (before this test's own checks dial anything).
     const where = [...new Set(dialled)].filter((d) => d !== `${addr(51)}:22` && !/^127\.0\.0\.1:\d+$/.test(d));
     expect(where).toEqual([]);
-    expect(await badKeys(seed, KEYS)).toEqual([]);
+    expect(await badKeys(seed, KEYS, 100, undefined, h.intoDatacenter)).toEqual([]);
     expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
+    await expectClusterOk();
+    expect(await fromRunner([...HOSTS, NEW])).toEqual(refused([...HOSTS, NEW]));
   });
 });
