@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHosts, type Harness } from '../harness/index.js';
 import { harnessSpec, RUNBOOK_REDIS } from '../harness/spec.js';
 import { answers, rcluster, redisCli, withNode } from '../integration/support.js';
-import { badKeys, loadKeys } from '../support/keys.js';
+import { badKeys, everySlot, keysOn, loadKeys } from '../support/keys.js';
 
 // The runbook's day-2 sequence on the SSH test hosts, each step one spec edit and one apply:
 // add 58 as a master (4096 slots to it), drop replica 54, drain and drop 58, re-add 54.
@@ -13,7 +13,8 @@ import { badKeys, loadKeys } from '../support/keys.js';
 const SEED = [51, 52, 53, 54, 55, 56];
 const nodeOf = (n: number) => (n === 58 ? '127.0.0.58:6379' : `127.0.0.${n}:${6300 + n}`);
 const SEED_NODE = nodeOf(51);
-const KEYS = 50_000;
+/** With a key in every slot, so that every slot moved carries keys. */
+const KEYS = everySlot(50_000);
 
 describe("the runbook's day-2 steps over SSH", () => {
   let h: Harness;
@@ -77,8 +78,11 @@ describe("the runbook's day-2 steps over SSH", () => {
     const moves = [...plan.out.matchAll(/move (\d+) slot\(s\) \(~[\d,]+ keys\) (\S+) → (\S+)/g)];
     expect(moves.map((m) => m[3])).toEqual([nodeOf(58), nodeOf(58), nodeOf(58)]);
     expect(moves.reduce((n, m) => n + Number(m[1]), 0)).toBe(4096);
+    expect(await keysOn(nodeOf(58))).toBe(0);
     await apply();
     expect(await slotsOf(nodeOf(58))).toBe(4096);
+    // The slots came with their keys: each holds at least one.
+    expect(await keysOn(nodeOf(58))).toBeGreaterThanOrEqual(4096);
     await expectSettled();
   });
 
@@ -109,8 +113,14 @@ describe("the runbook's day-2 steps over SSH", () => {
     const moves = [...plan.out.matchAll(/move (\d+) slot\(s\) \(~[\d,]+ keys\) (\S+) → (\S+)/g)];
     expect(new Set(moves.map((m) => m[2]))).toEqual(new Set([nodeOf(58)]));
     expect(moves).toHaveLength(3);
+    const held = await keysOn(nodeOf(58));
+    const before = await Promise.all([51, 52, 53].map((n) => keysOn(nodeOf(n))));
     await apply();
     for (const n of [51, 52, 53]) expect(Math.abs((await slotsOf(nodeOf(n))) - 5461)).toBeLessThanOrEqual(1);
+    // Every key 58 held (one at least in each of its 4096 slots) went to the three masters.
+    expect(held).toBeGreaterThanOrEqual(4096);
+    const after = await Promise.all([51, 52, 53].map((n) => keysOn(nodeOf(n))));
+    expect(after.reduce((k, a, i) => k + a - (before[i] as number), 0)).toBe(held);
     expect(await answers(6379, '127.0.0.58')).toBe(false);
     await expectSettled();
   });

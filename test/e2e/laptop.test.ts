@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHosts, type Harness } from '../harness/index.js';
 import { RUNBOOK_REDIS } from '../harness/spec.js';
 import { rcluster } from '../integration/support.js';
-import { badKeys, loadKeys } from '../support/keys.js';
+import { badKeys, everySlot, keysOn, loadKeys } from '../support/keys.js';
 import { tcpState } from '../support/tcp.js';
 
 // From a laptop: the hosts are OpenSSH config aliases behind a bastion (host 51), and Redis is
@@ -19,7 +19,8 @@ import { tcpState } from '../support/tcp.js';
 // Harness.intoDatacenter, which rcluster never sees.
 const HOSTS = [51, 52, 53, 54, 55, 56];
 const NEW = 58;
-const KEYS = 20_000;
+/** With a key in every slot, so that the slots moved to 58 cannot all be empty ones. */
+const KEYS = everySlot(20_000);
 const addr = (n: number) => `127.0.0.${n}`;
 const portOf = (n: number) => 6300 + n;
 const nodePort = (n: number) => (n === NEW ? 6379 : portOf(n));
@@ -116,6 +117,7 @@ describe('from a laptop: ssh config aliases, a bastion, Redis through SSH', () =
   it('the scale-out (58 added as a master, 4096 slots with their keys) goes the same way', async () => {
     const seed = `${addr(51)}:${portOf(51)}`;
     await loadKeys(seed, KEYS, 100, undefined, h.intoDatacenter);
+    expect(await keysOn(`${addr(NEW)}:6379`, undefined, h.intoDatacenter)).toBe(0);
     dialled.length = 0;
     writeSpec([...HOSTS, NEW], 4);
     const applied = await rcluster('apply', '-f', file, '--auto-approve');
@@ -125,6 +127,8 @@ describe('from a laptop: ssh config aliases, a bastion, Redis through SSH', () =
     // What rcluster dialled (before this test's own checks dial anything).
     const where = [...new Set(dialled)].filter((d) => d !== `${addr(51)}:22` && !/^127\.0\.0\.1:\d+$/.test(d));
     expect(where).toEqual([]);
+    // The slots came with their keys: each of 58's holds at least one.
+    expect(await keysOn(`${addr(NEW)}:6379`, undefined, h.intoDatacenter)).toBeGreaterThanOrEqual(4096);
     expect(await badKeys(seed, KEYS, 100, undefined, h.intoDatacenter)).toEqual([]);
     expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
     await expectClusterOk();

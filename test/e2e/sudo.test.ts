@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHosts, type Harness } from '../harness/index.js';
 import { RUNBOOK_REDIS } from '../harness/spec.js';
 import { rcluster, redisCli } from '../integration/support.js';
-import { badKeys, loadKeys } from '../support/keys.js';
+import { badKeys, everySlot, keysOn, loadKeys } from '../support/keys.js';
 
 // The runbook's create as a non-root SSH user with sudo, on hosts whose redis.conf and data
 // directory belong to the redis user, one of them without the sftp subsystem; every SSH session
@@ -13,7 +13,8 @@ import { badKeys, loadKeys } from '../support/keys.js';
 const HOSTS = [51, 52, 53, 54, 55, 56];
 /** Added as a fourth master; like 56, it has no sftp subsystem. */
 const NEW = 58;
-const KEYS = 20_000;
+/** With a key in every slot, so that the slots moved to 58 cannot all be empty ones. */
+const KEYS = everySlot(20_000);
 const USER = 'rcl-deploy';
 const SUDOERS = `/etc/sudoers.d/rcluster-harness-${USER}`;
 const addr = (n: number) => `127.0.0.${n}`;
@@ -109,6 +110,7 @@ describe('a non-root SSH user with sudo, redis-owned files, no sftp on one host,
   it('the scale-out through sudo, onto a host without sftp: 58 becomes a master, 4096 slots move with their keys, still at most 3 sessions per host', async () => {
     const seed = `${addr(51)}:${portOf(51)}`;
     await loadKeys(seed, KEYS);
+    expect(await keysOn(`${addr(NEW)}:6379`)).toBe(0);
     writeSpec([...HOSTS, NEW], 4);
     for (const n of [...HOSTS, NEW]) h.clearSessions(n);
     const applied = await rcluster('apply', '-f', file, '--auto-approve');
@@ -119,6 +121,8 @@ describe('a non-root SSH user with sudo, redis-owned files, no sftp on one host,
     const conf = statSync(h.hosts.find((x) => x.n === NEW)!.path('/etc/redis/6379.conf'));
     expect(conf.mode & 0o777).toBe(0o640);
     expect(conf.uid).not.toBe(0);
+    // The slots came with their keys: each of 58's holds at least one.
+    expect(await keysOn(`${addr(NEW)}:6379`)).toBeGreaterThanOrEqual(4096);
     expect(await badKeys(seed, KEYS)).toEqual([]);
     expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
   });

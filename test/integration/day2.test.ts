@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { badKeys, loadKeys } from '../support/keys.js';
+import { badKeys, everySlot, keysOn, loadKeys } from '../support/keys.js';
 import { answers, localSpec, ports, rcluster, redisCli, withNode } from './support.js';
 
 // The runbook's day-2 steps on local processes, each one spec edit plus apply, with a key set
@@ -9,8 +9,8 @@ import { answers, localSpec, ports, rcluster, redisCli, withNode } from './suppo
 const PORTS = ports(7401, 8);
 const [P1, P2, P3, P4, P5, P6, P7, P8] = PORTS as [number, number, number, number, number, number, number, number];
 const addr = (p: number) => `127.0.0.1:${p}`;
-// Enough keys that every slot holds some: the lightest slots would otherwise move empty.
-const KEYS = 100_000;
+// A key in every slot: the lightest slots, which move first, would otherwise move empty.
+const KEYS = everySlot(100_000);
 const spec = localSpec('itest-day2', PORTS.slice(0, 6));
 
 function writeSpec(nodes: number[], extra: string[] = []): void {
@@ -126,6 +126,8 @@ describe('day-2 changes on a running cluster, each one spec edit and apply', () 
 
     await withClientTraffic(applyOk);
     expect([...(await slotCounts()).values()].sort()).toEqual([4096, 4096, 4096, 4096]);
+    // The slots came with their keys: each holds at least one.
+    expect(await keysOn(addr(P7))).toBeGreaterThanOrEqual(4096);
     expect(await roleOf(P8)).toEqual({ role: 'slave', masterPort: P7 });
     await expectIntact();
   });
@@ -149,7 +151,13 @@ describe('day-2 changes on a running cluster, each one spec edit and apply', () 
     const moves = [...plan.out.matchAll(/move (\d+) slot\(s\) \(~[\d,]+ keys\) (\S+) → (\S+)/g)];
     expect(new Set(moves.map((m) => m[2]))).toEqual(new Set([addr(P7)]));
     expect(new Set(moves.map((m) => m[3]))).toEqual(new Set([addr(P1), addr(P2), addr(P3)]));
+    const held = await keysOn(addr(P7));
+    const before = await Promise.all([P1, P2, P3].map((p) => keysOn(addr(p))));
     await withClientTraffic(applyOk);
+    // Every key 7407 held (one at least in each of its 4096 slots) went to the three masters.
+    expect(held).toBeGreaterThanOrEqual(4096);
+    const after = await Promise.all([P1, P2, P3].map((p) => keysOn(addr(p))));
+    expect(after.reduce((k, a, i) => k + a - (before[i] as number), 0)).toBe(held);
     const counts = [...(await slotCounts()).values()];
     expect(counts).toHaveLength(3);
     for (const n of counts) expect(Math.abs(n - 5461)).toBeLessThanOrEqual(1);
@@ -188,10 +196,13 @@ describe('day-2 changes on a running cluster, each one spec edit and apply', () 
       spec.file,
       ['name: itest-day2', 'connection: local', 'nodes:', `  - { host: 127.0.0.1, port: ${P1}, weight: 2 }`, ...[P2, P3, P4, P5, P6].map((p) => `  - ${addr(p)}`), ''].join('\n'),
     );
-    await applyOk();
     // The weight is the shard's: 7401 may be its replica after the failover above.
-    const r1 = await roleOf(P1);
-    expect((await slotCounts()).get(r1.masterPort ?? P1)).toBe(8192);
+    const weighted = (await roleOf(P1)).masterPort ?? P1;
+    const before = await keysOn(addr(weighted));
+    await applyOk();
+    expect((await slotCounts()).get(weighted)).toBe(8192);
+    // Its 4096 new slots came with their keys: each holds at least one.
+    expect((await keysOn(addr(weighted))) - before).toBeGreaterThanOrEqual(4096);
     await expectIntact();
   });
 });

@@ -1,7 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/apply/wait.js';
-import { badKeys, loadKeys } from '../support/keys.js';
+import { badKeys, everySlot, keysOn, loadKeys } from '../support/keys.js';
 import { writeThroughout } from '../support/traffic.js';
 import { localSpec, ports, rcluster, redisCli, withNode } from './support.js';
 
@@ -11,7 +11,8 @@ import { localSpec, ports, rcluster, redisCli, withNode } from './support.js';
 const PORTS = ports(7631, 6);
 const [P1, P2, P3, P4] = PORTS as [number, number, number, number];
 const addr = (p: number) => `127.0.0.1:${p}`;
-const KEYS = 20_000;
+/** With a key in every slot, so that the slots the weight change moves carry keys. */
+const KEYS = everySlot(20_000);
 const local = localSpec('itest-failover', PORTS);
 // The same cluster seen by an operator who manages topology only: connection none.
 const noneFile = local.file.replace(/cluster\.yaml$/, 'none.yaml');
@@ -79,9 +80,14 @@ describe("the runbook's failover test: a master goes down, its replica takes ove
       expect(refused.out).toContain('move ');
       const owners = String(await withNode(P2, (r) => r.call('CLUSTER', 'NODES')));
       expect(owners).toMatch(new RegExp(`:${P2}@\\d+ myself,master - \\d+ \\d+ \\d+ connected 5461-10922\\n`));
+      const before = await keysOn(addr(P2));
       const allowed = await rcluster('apply', '-f', noneFile, '--auto-approve', '--allow-down');
       expect(allowed.err).toBe('');
       expect(allowed.code).toBe(0);
+      // 7632 goes from 5462 slots to 8192 (weight 2 of 4), each with at least one key.
+      const received = [...allowed.out.matchAll(new RegExp(`move (\\d+) slot\\(s\\) .* → ${addr(P2)}`, 'g'))].reduce((n, m) => n + Number(m[1]), 0);
+      expect(received).toBe(8192 - 5462);
+      expect((await keysOn(addr(P2))) - before).toBeGreaterThanOrEqual(received);
       const after = await rcluster('plan', '-f', noneFile, '--detailed-exitcode');
       expect(after.code).toBe(0);
       expect(after.out).toContain('No changes.');

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REDACTED } from '../../src/live/auth.js';
-import { badKeys, loadKeys } from '../support/keys.js';
+import { badKeys, everySlot, keysOn, loadKeys } from '../support/keys.js';
 import { writeThroughout } from '../support/traffic.js';
 import { localSpec, ports, rcluster, redisCli, type CliResult } from './support.js';
 
@@ -13,7 +13,8 @@ import { localSpec, ports, rcluster, redisCli, type CliResult } from './support.
 const PORTS = ports(7651, 7);
 const SIX = PORTS.slice(0, 6);
 const addr = (p: number) => `127.0.0.1:${p}`;
-const KEYS = 20_000;
+/** With a key in every slot, so that the slots moved to the new master carry keys. */
+const KEYS = everySlot(20_000);
 const FIRST = `pw1-${randomBytes(12).toString('hex')}`;
 const SECOND = `pw2-${randomBytes(12).toString('hex')}`;
 const STRANGER = `pw3-${randomBytes(12).toString('hex')}`;
@@ -123,7 +124,11 @@ describe('a cluster with a password (redis.passwordEnv)', () => {
     const applied = await run('apply', '-f', spec.file, '--auto-approve');
     // (The spec's warning: 7 nodes leave the fourth master without a replica.)
     expect({ code: applied.code, err: applied.err.replace(/^.*warning: 7 nodes are fewer.*$/m, '') }).toEqual({ code: 0, err: '' });
-    expect(applied.out).toMatch(/move \d+ slot\(s\)/);
+    const fourth = addr(PORTS[6] as number);
+    const received = [...applied.out.matchAll(/move (\d+) slot\(s\) .* → (\S+)/g)].filter((m) => m[2] === fourth).reduce((n, m) => n + Number(m[1]), 0);
+    expect(received).toBe(4096);
+    // MIGRATE … AUTH carried keys: each slot moved holds at least one.
+    expect(await keysOn(fourth, FIRST)).toBeGreaterThanOrEqual(received);
     expect(await badKeys(addr(PORTS[0] as number), KEYS, 100, FIRST)).toEqual([]);
     expect((await run('plan', '-f', spec.file, '--detailed-exitcode')).code).toBe(0);
   });
