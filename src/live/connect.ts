@@ -83,6 +83,13 @@ export async function connectNode(address: string, opts: ConnectOptions = {}): P
   } finally {
     clearTimeout(timer);
   }
+  // A connection whose server went away (a node this run stopped) never emits 'close' again, so
+  // ioredis' disconnect timer would hold the process open for its full length: there is nothing
+  // left to close.
+  const disconnect = client.disconnect.bind(client);
+  client.disconnect = (reconnect?: boolean) => {
+    if (client.status !== 'end') disconnect(reconnect);
+  };
   // Every connection rcluster makes logs in here (inspection, apply, migrations, the lock), with
   // the password of this run (live/auth.ts) when the spec gives one.
   try {

@@ -1,6 +1,7 @@
 import { writeFileSync } from 'node:fs';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../src/apply/wait.js';
 import { badKeys, everySlot, keysOn, loadKeys } from '../support/keys.js';
 import { answers, localSpec, ports, rcluster, redisCli, withNode } from './support.js';
 
@@ -27,9 +28,36 @@ async function applyOk(): Promise<string> {
   return r.out;
 }
 
+/**
+ * Every replica ends with exactly its master's keys: the keys a migration took from a master were
+ * deleted on its replicas too (MIGRATE run inside rcluster's script replicates its deletes as the
+ * command does). Replication is asynchronous: waited for, up to 10 s.
+ */
+async function expectReplicasMatch(): Promise<void> {
+  const replicas: { port: number; master: number }[] = [];
+  for (const p of PORTS) {
+    if (!(await answers(p))) continue;
+    const r = await roleOf(p);
+    if (r.role === 'slave' && r.masterPort !== undefined) replicas.push({ port: p, master: r.masterPort });
+  }
+  expect(replicas.length).toBeGreaterThan(0);
+  await waitFor(
+    'every replica to hold its master\'s keys',
+    async () => {
+      for (const { port, master } of replicas) {
+        const [mine, theirs] = await Promise.all([withNode(port, (r) => r.dbsize()), withNode(master, (r) => r.dbsize())]);
+        if (mine !== theirs) return `${addr(port)} holds ${mine} keys, its master ${addr(master)} ${theirs}`;
+      }
+      return true;
+    },
+    { timeoutMs: 10_000 },
+  );
+}
+
 /** Every key there with its value, redis-cli's own check clean, and nothing left to do. */
 async function expectIntact(): Promise<void> {
   expect(await badKeys(addr(P1), KEYS)).toEqual([]);
+  await expectReplicasMatch();
   const check = await redisCli(['--cluster', 'check', addr(P1)]);
   expect(check.out).toContain('[OK] All nodes agree about slots configuration.');
   expect(check.out).toContain('[OK] All 16384 slots covered.');

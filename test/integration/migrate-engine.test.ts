@@ -101,4 +101,37 @@ describe('the migration engine and keys on both sides (BUSYKEY)', () => {
     await withNode(from, (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'STABLE'));
     await withNode(to, (r) => r.call('CLUSTER', 'SETSLOT', String(slot), 'STABLE'));
   });
+
+  it('each batch is read and moved by the source in one script; a source that leaves a script no room (busy-reply-threshold) or refuses scripts (ACL) gets plain MIGRATE', async () => {
+    const cases = [
+      { slot: 100, scripted: true, limit: [] as string[][], undo: [] as string[][] },
+      { slot: 200, scripted: false, limit: [['CONFIG', 'SET', 'busy-reply-threshold', '500']], undo: [['CONFIG', 'SET', 'busy-reply-threshold', '5000']] },
+      { slot: 300, scripted: false, limit: [['ACL', 'SETUSER', 'default', '-@scripting']], undo: [['ACL', 'SETUSER', 'default', '+@all']] },
+    ];
+    for (const { slot, scripted, limit, undo } of cases) {
+      let tag = 't0';
+      for (let i = 0; calculateSlot(tag) !== slot; i++) tag = `t${i}`;
+      const keys = Array.from({ length: 2500 }, (_, i) => `{${tag}}:${i}`);
+      const from = await ownerOf(slot);
+      const to = PORTS.find((p) => p !== from) as number;
+      await withNode(from, async (r) => {
+        await r.mset(Object.fromEntries(keys.map((k) => [k, `value of ${k}`])));
+        await r.config('RESETSTAT');
+        for (const [cmd, ...args] of limit) await r.call(cmd as string, ...args);
+      });
+      try {
+        await migrate(slot, from, to);
+      } finally {
+        await withNode(from, async (r) => {
+          for (const [cmd, ...args] of undo) await r.call(cmd as string, ...args);
+        });
+      }
+      const stats = await withNode(from, (r) => r.info('commandstats'));
+      expect({ limit, scripts: /cmdstat_evalsha:calls=[1-9]/.test(stats) }).toEqual({ limit, scripts: scripted });
+      expect(await ownerOf(slot)).toBe(to);
+      expect(await withNode(from, (r) => r.call('CLUSTER', 'COUNTKEYSINSLOT', String(slot)))).toBe(0);
+      // More keys than one batch (1000): the slot took several passes, every key arrived with its value.
+      expect(await withNode(to, (r) => r.mget(keys))).toEqual(keys.map((k) => `value of ${k}`));
+    }
+  });
 });
