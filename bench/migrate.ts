@@ -4,7 +4,11 @@
  * local clusters (127.0.0.1 only); then the planning time for a synthetic 1000-master cluster.
  *
  * Both clusters are created by rcluster from the same spec shape (3 masters, no replicas), so they
- * start identical. redis-cli's extra node is a redis-server started here with the same settings.
+ * start identical, and each side's extra node is a redis-server started here with the same
+ * settings, before either tool is timed: rcluster scales its cluster with `connection: none` (as
+ * for a cluster it adopts, it does not start processes), redis-cli with add-node and rebalance.
+ * Then rcluster does the same scale-out and scale-in again with `connection: local`, which also
+ * writes the new node's config and starts its process inside the timed apply.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -119,10 +123,10 @@ async function timedApply(spec: string, dir: string, phase: string): Promise<{ m
   return { ms: r.ms, rssKiB, phases };
 }
 
-function specText(name: string, ports: number[]): string {
+function specText(name: string, ports: number[], connection: 'local' | 'none' = 'local'): string {
   return [
     `name: ${name}`,
-    'connection: local',
+    `connection: ${connection}`,
     'replicasPerMaster: 0',
     // Explicit: a node count alone never makes rcluster move slots.
     `masters: ${ports.length}`,
@@ -283,6 +287,26 @@ async function startManualNode(port: number, dir: string): Promise<string> {
   return pidfile;
 }
 
+/**
+ * Redis keeps a master that has just started unwritable for its first 2 s (CLUSTER_WRITABLE_DELAY):
+ * both sides' extra nodes are past that before either tool is timed, so that neither pays it.
+ */
+async function pastStartupDelay(port: number): Promise<void> {
+  await waitFor(
+    `${port} up for 3 s`,
+    async () => {
+      const c = await connectNode(`${HOST}:${port}`);
+      try {
+        const up = Number(/uptime_in_seconds:(\d+)/.exec(await c.info('server'))?.[1] ?? 0);
+        return up >= 3 || `up for ${up} s`;
+      } finally {
+        c.disconnect();
+      }
+    },
+    { timeoutMs: 10_000, intervalMs: 100 },
+  );
+}
+
 /** Stop a process started here, by the pid it wrote; it may already be gone (del-node stops it). */
 function killByPidfile(pidfile: string): void {
   if (!existsSync(pidfile)) return;
@@ -402,21 +426,28 @@ interface Phase {
   checks: [Check, Check];
 }
 
+/** rcluster with connection: local, which starts and configures the new node itself. */
+interface LocalRun {
+  out: { ms: number; phases: string[]; check: Check };
+  back: { ms: number; phases: string[]; check: Check };
+}
+
 export async function migrationBench(): Promise<void> {
   const dirOurs = mkdtempSync(join(tmpdir(), 'rcluster-bench-migrate-'));
   const dirTheirs = mkdtempSync(join(tmpdir(), 'rcluster-bench-migrate-cli-'));
   const specOurs = join(dirOurs, 'cluster.yaml');
   const specOursOut = join(dirOurs, 'cluster-4.yaml');
+  const specNone = join(dirOurs, 'cluster-none.yaml');
+  const specNoneOut = join(dirOurs, 'cluster-none-4.yaml');
   const specTheirs = join(dirTheirs, 'cluster.yaml');
-  const manualDir = join(dirTheirs, 'manual', String(THEIRS.extra));
-  let pidfile: string | undefined;
+  const pidfiles: string[] = [];
 
   const cleanup = async () => {
     // The 4-node spec covers 7304 whether or not the scale-in removed it; destroy skips what is gone.
     for (const spec of [specOursOut, specOurs, specTheirs]) {
       if (existsSync(spec)) await rclusterInProcess('destroy', '-f', spec, '--auto-approve').catch((e) => process.stderr.write(`cleanup: ${(e as Error).message}\n`));
     }
-    if (pidfile) killByPidfile(pidfile);
+    for (const f of pidfiles) killByPidfile(f);
     rmSync(dirOurs, { recursive: true, force: true });
     rmSync(dirTheirs, { recursive: true, force: true });
   };
@@ -435,6 +466,8 @@ export async function migrationBench(): Promise<void> {
     console.log(`\nDay-2 migration: creating two 3-master clusters and loading ${count(KEYS)} keys of ${VALUE_BYTES} B into each...`);
     writeFileSync(specOurs, specText('bench-migrate', OURS.masters));
     writeFileSync(specOursOut, specText('bench-migrate', [...OURS.masters, OURS.extra]));
+    writeFileSync(specNone, specText('bench-migrate', OURS.masters, 'none'));
+    writeFileSync(specNoneOut, specText('bench-migrate', [...OURS.masters, OURS.extra], 'none'));
     writeFileSync(specTheirs, specText('bench-migrate-cli', THEIRS.masters));
     await rclusterInProcess('apply', '-f', specOurs, '--auto-approve');
     await rclusterInProcess('apply', '-f', specTheirs, '--auto-approve');
@@ -446,12 +479,14 @@ export async function migrationBench(): Promise<void> {
       console.log(`  loaded ${side.label}'s cluster in ${seconds(performance.now() - t0)}`);
     }
     const perSlot = keysPerSlot(KEYS);
-    pidfile = await startManualNode(THEIRS.extra, manualDir);
+    // The same starting point for both tools: an empty redis-server already running for each.
+    for (const side of [OURS, THEIRS]) pidfiles.push(await startManualNode(side.extra, join(side === OURS ? dirOurs : dirTheirs, 'manual', String(side.extra))));
+    for (const side of [OURS, THEIRS]) await pastStartupDelay(side.extra);
 
     // Scale-out, 3 -> 4 masters.
-    console.log('  scale-out: rcluster apply...');
+    console.log('  scale-out: rcluster apply (connection: none)...');
     let before = await slotOwners(OURS.masters[0]!);
-    const outOurs = await timedApply(specOursOut, dirOurs, 'scale-out');
+    const outOurs = await timedApply(specNoneOut, dirOurs, 'scale-out');
     const movedOutOurs = moved(before, await slotOwners(OURS.masters[0]!), perSlot);
 
     console.log('  scale-out: redis-cli --cluster add-node + rebalance...');
@@ -460,7 +495,7 @@ export async function migrationBench(): Promise<void> {
     const addNode = await redisCli(['--cluster', 'add-node', `${HOST}:${THEIRS.extra}`, seedOf(THEIRS)]);
     // Timed apart: the runbook waits for the new node to be known everywhere before rebalancing
     // (run at once, redis-cli fails with ERR Unknown node). rcluster's apply waits for the same
-    // thing inside its own time, and for the new master's 2 s start-up delay besides.
+    // thing inside its own time.
     const waitStart = performance.now();
     await converged(theirsAll);
     const waitMs = performance.now() - waitStart;
@@ -482,9 +517,9 @@ export async function migrationBench(): Promise<void> {
     // Scale-in, back to 3 masters: the node added above is drained and removed.
     await converged([...OURS.masters, OURS.extra]);
     await converged(theirsAll);
-    console.log('  scale-in: rcluster apply...');
+    console.log('  scale-in: rcluster apply (connection: none)...');
     before = await slotOwners(OURS.masters[0]!);
-    const inOurs = await timedApply(specOurs, dirOurs, 'scale-in');
+    const inOurs = await timedApply(specNone, dirOurs, 'scale-in');
     const movedInOurs = moved(before, await slotOwners(OURS.masters[0]!), perSlot);
 
     console.log('  scale-in: redis-cli --cluster rebalance (weight 0) + del-node...');
@@ -509,11 +544,27 @@ export async function migrationBench(): Promise<void> {
     const stillThere = await clusterNodes(OURS.masters[0]!);
     if (stillThere.length !== OURS.masters.length) throw new BenchFailure(`after the scale-in ${HOST}:${OURS.masters[0]} still knows ${stillThere.length} nodes`);
 
+    // The same two steps with connection: local: rcluster writes the new node's config and starts
+    // its process inside the timed apply (the manual node above, reset by the scale-in, goes).
+    for (const f of pidfiles.splice(0)) killByPidfile(f);
+    await waitFor(`${OURS.extra} stopped`, async () => !(await answers(OURS.extra)) || 'still answers', { timeoutMs: 10_000, intervalMs: 20 });
+    console.log('  scale-out and scale-in again: rcluster apply (connection: local)...');
+    const localOut = await timedApply(specOursOut, dirOurs, 'scale-out-local');
+    const localOutCheck = await verify([...OURS.masters, OURS.extra]);
+    await converged([...OURS.masters, OURS.extra]);
+    const localIn = await timedApply(specOurs, dirOurs, 'scale-in-local');
+    const local: LocalRun = {
+      out: { ms: localOut.ms, phases: localOut.phases, check: localOutCheck },
+      back: { ms: localIn.ms, phases: localIn.phases, check: await verify(OURS.masters) },
+    };
+
     console.log('  planning a 1000-master cluster...');
     const planning = planningBench();
 
-    report(out, back, Math.max(outOurs.rssKiB, inOurs.rssKiB), planning);
-    const failed = [...out.checks, ...back.checks].some((c) => c.bad > 0 || c.total !== KEYS || c.check === 'not OK');
+    const rss = Math.max(outOurs.rssKiB, inOurs.rssKiB, localOut.rssKiB, localIn.rssKiB);
+    report(out, back, local, rss, planning);
+    const checks = [...out.checks, ...back.checks, local.out.check, local.back.check];
+    const failed = checks.some((c) => c.bad > 0 || c.total !== KEYS || c.check === 'not OK');
     if (failed) throw new BenchFailure('keys missing, wrong or duplicated, or redis-cli --cluster check failed (see above)');
   } finally {
     process.off('SIGINT', onSignal);
@@ -522,31 +573,46 @@ export async function migrationBench(): Promise<void> {
   }
 }
 
-function report(out: Phase, back: Phase, rssKiB: number, planning: ReturnType<typeof planningBench>): void {
+function report(out: Phase, back: Phase, local: LocalRun, rssKiB: number, planning: ReturnType<typeof planningBench>): void {
   const row = (name: string, p: Phase) => {
     const movedText = p.movedOurs.keys === p.movedTheirs.keys ? count(p.movedOurs.keys) : `${count(p.movedOurs.keys)} / ${count(p.movedTheirs.keys)}`;
     const slotsText = p.movedOurs.slots === p.movedTheirs.slots ? count(p.movedOurs.slots) : `${count(p.movedOurs.slots)} / ${count(p.movedTheirs.slots)}`;
     return `  ${name.padEnd(15)}${seconds(p.ours).padEnd(11)}${seconds(p.theirs).padEnd(12)}${(p.ours / p.theirs).toFixed(2).padEnd(8)}${movedText.padEnd(20)}${slotsText}`;
   };
-  const checks = [...out.checks, ...back.checks];
+  const checks = [...out.checks, ...back.checks, local.out.check, local.back.check];
   const bad = checks.reduce((n, c) => n + c.bad, 0);
   const totals = checks.map((c) => c.total);
-  const clusterChecks = [`after scale-out rcluster ${out.checks[0].check}, redis-cli ${out.checks[1].check}`, `after scale-in rcluster ${back.checks[0].check}, redis-cli ${back.checks[1].check}`];
+  const clusterChecks = [
+    `after scale-out rcluster ${out.checks[0].check}, redis-cli ${out.checks[1].check}`,
+    `after scale-in rcluster ${back.checks[0].check}, redis-cli ${back.checks[1].check}`,
+    `after rcluster's local scale-out ${local.out.check.check}, scale-in ${local.back.check.check}`,
+  ];
   console.log(`\nDay-2 migration, ${count(KEYS)} keys of ${VALUE_BYTES} B, 3 -> 4 masters and back (this machine, loopback)`);
   console.log(`                 ${'rcluster'.padEnd(11)}${'redis-cli'.padEnd(12)}${'ratio'.padEnd(8)}${'keys moved'.padEnd(20)}slots moved`);
   console.log(row('scale-out', out));
   console.log(row('scale-in', back));
-  console.log('  (redis-cli: add-node + rebalance, then rebalance --cluster-weight <id>=0 + del-node; the wait for the new node to be known everywhere is not counted.');
+  console.log('  (Both start from the same state: 3 loaded masters and a 4th redis-server already running, past Redis\'s 2 s start-up delay.');
+  console.log('   rcluster: apply with connection: none. redis-cli: add-node + rebalance --cluster-use-empty-masters, then rebalance');
+  console.log('   --cluster-weight <id>=0 + del-node; its wait for the new node to be known everywhere is not counted.');
   console.log('   keys/slots moved: "rcluster / redis-cli" where the two differ.)');
   const worst = Math.max(out.ours / out.theirs, back.ours / back.theirs);
   console.log(`  goal: ratio <= 0.20 (stretch <= 0.10): ${worst <= 0.1 ? 'met, stretch too' : worst <= 0.2 ? 'met' : 'NOT met'}; peak RSS of rcluster apply: ${mb(rssKiB)} (goal <= 200 MB${rssKiB <= 200 * 1024 ? '' : ', NOT met'})`);
+  console.log(
+    `  rcluster with connection: local, also writing the new node's config and starting its process (then waiting out Redis's 2 s start-up delay): ` +
+      `scale-out ${seconds(local.out.ms)} (ratio ${(local.out.ms / out.theirs).toFixed(2)}), scale-in ${seconds(local.back.ms)} (ratio ${(local.back.ms / back.theirs).toFixed(2)})`,
+  );
   console.log(
     `  planning a 1000-master cluster (+1 master: ${count(planning.slots)} slots in ${count(planning.moves)} moves): ${Math.round(planning.medianMs)} ms, median of 5 (goal <= 200 ms${planning.medianMs <= 200 ? '' : ', NOT met'}); of which the live-state fingerprint alone: ${Math.round(planning.fingerprintMs)} ms`,
   );
   console.log(`  keys checked after each step: ${bad} missing or wrong; keys held (DBSIZE over the masters): ${totals.every((t) => t === KEYS) ? `${count(KEYS)} everywhere` : totals.map(count).join(', ')}`);
   console.log(`  redis-cli --cluster check: ${clusterChecks.join('; ')}`);
-  for (const [name, p] of [['scale-out', out], ['scale-in', back]] as const) {
-    if (p.oursPhases.length > 0) console.log(`  rcluster apply ${name}, by phase: ${p.oursPhases.join('; ')}`);
+  for (const [name, phases] of [
+    ['scale-out', out.oursPhases],
+    ['scale-in', back.oursPhases],
+    ['scale-out (local)', local.out.phases],
+    ['scale-in (local)', local.back.phases],
+  ] as const) {
+    if (phases.length > 0) console.log(`  rcluster apply ${name}, by phase: ${phases.join('; ')}`);
   }
   // The same comparison two other ways, so that no single choice of stopwatch decides it.
   for (const [name, p] of [['scale-out', out], ['scale-in', back]] as const) {

@@ -199,7 +199,9 @@ export function createSshDriver(targets: SshTarget[], opts: SshDriverOptions = {
         conn.client.forwardOut('127.0.0.1', 0, toHost, toPort, (err, stream) => {
           if (!err) return resolve(stream);
           // The far side refused or could not connect: as unreachable as a refused direct dial.
-          const reason = `${what}: cannot reach ${toHost}:${toPort} (${err.message})`;
+          // ssh2 says "(SSH) Channel open failure: Connection refused": the reason is the last part.
+          const why = err.message.replace(/^\(SSH\) Channel open failure:\s*/i, '').replace(/^./, (c) => c.toLowerCase()) || err.message;
+          const reason = `${what}: cannot reach ${toHost}:${toPort} (${why})`;
           reject(/refused|unreachable|timed out|no route/i.test(err.message) ? new HostUnreachableError(host, 'ssh', reason) : new HostError(host, 'ssh', reason));
         });
       } catch (err) {

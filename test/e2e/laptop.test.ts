@@ -134,4 +134,17 @@ describe('from a laptop: ssh config aliases, a bastion, Redis through SSH', () =
     await expectClusterOk();
     expect(await fromRunner([...HOSTS, NEW])).toEqual(refused([...HOSTS, NEW]));
   });
+
+  it("a replica's host down behind the bastion: the plan says so, naming the host and the jump host, and plans nothing for it", async () => {
+    // 54 is a replica (the runbook's create: 51-53 masters, 54-56 their replicas).
+    await h.stopHost(54);
+    try {
+      const plan = await rcluster('plan', '-f', file, '--detailed-exitcode');
+      expect({ code: plan.code, err: plan.err.replace(/^.*warning: 7 nodes are fewer.*$/m, '') }).toEqual({ code: 0, err: '' });
+      expect(plan.out).toContain(`Down: ${addr(54)}:${portOf(54)}: host down (ssh: via jump host bastion: cannot reach ${addr(54)}:22 (connection refused)); it is a replica of`);
+      expect(plan.out).toContain('No changes.');
+    } finally {
+      await h.startHost(54);
+    }
+  });
 });
