@@ -289,7 +289,9 @@ async function startManualNode(port: number, dir: string): Promise<string> {
 
 /**
  * Redis keeps a master that has just started unwritable for its first 2 s (CLUSTER_WRITABLE_DELAY):
- * both sides' extra nodes are past that before either tool is timed, so that neither pays it.
+ * both sides' extra nodes are past that before either tool is timed. Having run alone, each then
+ * waits out Redis's rejoin delay once it knows the cluster (its cluster-node-timeout, at most 5 s):
+ * redis-cli's runbook waits for it before rebalancing, rcluster shortens it while the node joins.
  */
 async function pastStartupDelay(port: number): Promise<void> {
   await waitFor(
@@ -591,7 +593,7 @@ function report(out: Phase, back: Phase, local: LocalRun, rssKiB: number, planni
   console.log(`                 ${'rcluster'.padEnd(11)}${'redis-cli'.padEnd(12)}${'ratio'.padEnd(8)}${'keys moved'.padEnd(20)}slots moved`);
   console.log(row('scale-out', out));
   console.log(row('scale-in', back));
-  console.log('  (Both start from the same state: 3 loaded masters and a 4th redis-server already running, past Redis\'s 2 s start-up delay.');
+  console.log('  (Both start from the same state: 3 loaded masters and a 4th redis-server running for 3 s, past Redis\'s 2 s start-up delay.');
   console.log('   rcluster: apply with connection: none. redis-cli: add-node + rebalance --cluster-use-empty-masters, then rebalance');
   console.log('   --cluster-weight <id>=0 + del-node; its wait for the new node to be known everywhere is not counted.');
   console.log('   keys/slots moved: "rcluster / redis-cli" where the two differ.)');

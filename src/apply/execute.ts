@@ -112,6 +112,7 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
     assigned: new Map(),
     waitTimeoutMs: deps.waitTimeoutMs ?? timeouts.waitMs,
     timeouts,
+    joiningTimeouts: new Map(),
   };
   try {
     const phases = phasesOf(plan);
@@ -162,9 +163,13 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
     });
     await Promise.allSettled(runs);
     if (failure) {
+      // Best effort: the node timeout a joining node was given, back (the next plan shows it otherwise).
+      await restoreNodeTimeouts(ctx).catch(() => {});
       emit({ type: 'phase_failed', phase: failure.phase ?? 0, error: scrubSecrets(failure.message) });
       throw new ApplyError(failure.stepTitle ?? 'apply', failure, summarizeDone(done.sort((a, b) => a.index - b.index)));
     }
+    // A plan that meets nodes without waiting for cluster_state:ok (replicas only).
+    await restoreNodeTimeouts(ctx);
   } finally {
     await Promise.all([pool.close(), migrationPool.close()]);
   }
@@ -181,6 +186,8 @@ interface StepContext {
   assigned: Map<string, SlotRange[]>;
   waitTimeoutMs: number;
   timeouts: Timeouts;
+  /** Nodes met with a shortened cluster-node-timeout, and the value to give back. */
+  joiningTimeouts: Map<string, string>;
 }
 
 async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProgress) => void): Promise<void> {
@@ -234,6 +241,7 @@ async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProg
     case 'meet_node': {
       const { host, port } = splitAddress(step.node);
       const ip = isIP(host) ? host : (await lookup(host)).address;
+      await shortenJoinDelay(step.node, ctx);
       await Promise.all(step.via.map((v) => pool.call(v, 'CLUSTER', 'MEET', ip, port)));
       return;
     }
@@ -247,6 +255,7 @@ async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProg
     case 'wait_cluster_ok':
       await announceSlotOwners(step.nodes, ctx);
       await waitClusterOk(step.nodes, ctx);
+      await restoreNodeTimeouts(ctx);
       return;
     case 'replicate': {
       const masterId = await idOf(step.master, ctx);
@@ -356,6 +365,33 @@ function nodeOf(address: string, ctx: StepContext) {
   const node = ctx.plan.desired.nodes.find((n) => n.address === address);
   if (!node) throw new Error(`${address} is not in the plan's spec`);
   return node;
+}
+
+/**
+ * Redis's shortest rejoin delay (CLUSTER_MIN_REJOIN_DELAY). A master that ran alone for more than
+ * its first 2 s (a node started by hand, or on a host provisioned a while ago) counts as having
+ * been cut off with a minority, and once it knows the cluster it stays cluster_state:fail, refusing
+ * the keys a migration sends it, for its cluster-node-timeout (at most 5 s). While it joins it
+ * gets this one; the wait for cluster_state:ok gives the configured value back.
+ */
+const JOIN_NODE_TIMEOUT_MS = 500;
+
+async function shortenJoinDelay(address: string, ctx: StepContext): Promise<void> {
+  const [, current] = (await ctx.pool.call(address, 'CONFIG', 'GET', 'cluster-node-timeout')) as [string, string];
+  if (!(Number(current) > JOIN_NODE_TIMEOUT_MS) || ctx.joiningTimeouts.has(address)) return;
+  ctx.joiningTimeouts.set(address, current);
+  await ctx.pool.call(address, 'CONFIG', 'SET', 'cluster-node-timeout', String(JOIN_NODE_TIMEOUT_MS));
+}
+
+async function restoreNodeTimeouts(ctx: StepContext): Promise<void> {
+  await Promise.all(
+    [...ctx.joiningTimeouts].map(async ([address, value]) => {
+      await ctx.pool.call(address, 'CONFIG', 'SET', 'cluster-node-timeout', value).catch((err: Error) => {
+        throw new Error(`${address}: CONFIG SET cluster-node-timeout ${value} (given back after it joined): ${err.message}`);
+      });
+      ctx.joiningTimeouts.delete(address);
+    }),
+  );
 }
 
 /** The node's data in memory (INFO memory used_memory_dataset): what a sync, save or load moves. */

@@ -99,7 +99,9 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeo
     // Every read that does not depend on another goes at once: one round trip over a slow link.
     const c = client;
     const [running, cluster, auth] = await Promise.all([
-      runningConfig(c, names),
+      // cluster-node-timeout too: apply shortens it while a node joins, and a run cut off then
+      // leaves it short (the plan gives the spec's back).
+      runningConfig(c, [...names, 'cluster-node-timeout']),
       live.clusterEnabled
         ? Promise.all([c.call('CLUSTER', 'NODES') as Promise<string>, c.call('CLUSTER', 'INFO') as Promise<string>, c.call('CLUSTER', 'MYID') as Promise<string>])
         : undefined,

@@ -208,6 +208,7 @@ function configChange(desired: DesiredCluster, node: DesiredNode, live: LiveNode
   const result = renderNodeConf(node, ctx, facts.configText);
   const changed: ConfigChange['changed'] = result.changed.map((ch) => (SECRET_DIRECTIVES.has(ch.directive.toLowerCase()) ? maskChange(ch, c) : ch));
   if (c && live?.auth) changed.push(...authDrift(live.auth, c, changed));
+  changed.push(...nodeTimeoutDrift(node, live, changed));
   if (changed.length > 0 && !facts.configWritable) {
     throw new HostError(node.host, `write ${facts.configFile}`, 'not writable by the SSH user (rcluster writes a temp file beside it and renames it)');
   }
@@ -224,6 +225,17 @@ function maskChange(ch: { directive: string; from: string | null; to: string }, 
 /** What the nodes are to accept: the spec's password, and while rotating the previous one. */
 function acceptedText(c: Credentials): string {
   return c.previous !== undefined ? `(the password from ${c.source}; the previous one, from ${c.previousSource}, is accepted too)` : `(the password from ${c.source})`;
+}
+
+/**
+ * A running node whose cluster-node-timeout is not the spec's while its file says the right thing:
+ * set by hand, or an apply cut off while the node was joining (it runs with a short one then).
+ */
+function nodeTimeoutDrift(node: DesiredNode, live: LiveNode | undefined, inFile: ConfigChange['changed']): ConfigChange['changed'] {
+  const running = live?.reachable && live.clusterEnabled ? live.runningConfig?.['cluster-node-timeout'] : undefined;
+  const wanted = String(node.redis.nodeTimeout);
+  if (running === undefined || running === wanted || inFile.some((ch) => ch.directive.toLowerCase() === 'cluster-node-timeout')) return [];
+  return [{ directive: 'cluster-node-timeout', from: running, to: wanted }];
 }
 
 /**

@@ -82,6 +82,9 @@ describe('adopting a cluster made with redis-cli --cluster create (connection: n
     const info = await withNode(EXTRA, (r) => r.info('replication'));
     expect(info).toContain('role:slave');
     expect(info).toContain('master_link_status:up');
+    // It joined with a short node timeout (Redis's rejoin delay); it has its own back, Redis's
+    // default, which the redis-cli cluster runs with too.
+    expect(await withNode(EXTRA, (r) => r.config('GET', 'cluster-node-timeout'))).toEqual(['cluster-node-timeout', '15000']);
     expect(await badKeys(addr(CREATED[0] as number), KEYS)).toEqual([]);
   });
 

@@ -233,4 +233,14 @@ describe('day-2 changes on a running cluster, each one spec edit and apply', () 
     expect((await keysOn(addr(weighted))) - before).toBeGreaterThanOrEqual(4096);
     await expectIntact();
   });
+
+  it('a node whose running cluster-node-timeout is not the spec\'s (as an apply cut off while it joined leaves it) is set back live', async () => {
+    await withNode(P2, (r) => r.config('SET', 'cluster-node-timeout', '500'));
+    const plan = await rcluster('plan', '-f', spec.file, '--detailed-exitcode');
+    expect(plan.code).toBe(2);
+    expect(plan.out).toContain(`set cluster-node-timeout 5000 on ${addr(P2)} live (no restart)`);
+    await applyOk();
+    expect(await withNode(P2, (r) => r.config('GET', 'cluster-node-timeout'))).toEqual(['cluster-node-timeout', '5000']);
+    await expectIntact();
+  });
 });
