@@ -377,10 +377,14 @@ function nodeOf(address: string, ctx: StepContext) {
 const JOIN_NODE_TIMEOUT_MS = 500;
 
 async function shortenJoinDelay(address: string, ctx: StepContext): Promise<void> {
-  const [, current] = (await ctx.pool.call(address, 'CONFIG', 'GET', 'cluster-node-timeout')) as [string, string];
-  if (!(Number(current) > JOIN_NODE_TIMEOUT_MS) || ctx.joiningTimeouts.has(address)) return;
+  if (ctx.joiningTimeouts.has(address)) return;
+  // Only a shortcut: a node that refuses CONFIG (renamed, an ACL) joins at Redis's own pace.
+  const reply = (await ctx.pool.call(address, 'CONFIG', 'GET', 'cluster-node-timeout').catch(() => undefined)) as [string, string] | undefined;
+  const current = reply?.[1];
+  if (current === undefined || !(Number(current) > JOIN_NODE_TIMEOUT_MS)) return;
+  // Noted first: a reply lost after the node took the value must not leave it short.
   ctx.joiningTimeouts.set(address, current);
-  await ctx.pool.call(address, 'CONFIG', 'SET', 'cluster-node-timeout', String(JOIN_NODE_TIMEOUT_MS));
+  await ctx.pool.call(address, 'CONFIG', 'SET', 'cluster-node-timeout', String(JOIN_NODE_TIMEOUT_MS)).catch(() => ctx.joiningTimeouts.delete(address));
 }
 
 async function restoreNodeTimeouts(ctx: StepContext): Promise<void> {
