@@ -7,7 +7,7 @@ import { connectNode, splitAddress } from '../live/connect.js';
 import { credentials, scrubSecrets } from '../live/auth.js';
 import { parseClusterNodes, parseInfo } from '../live/parse.js';
 import type { SlotRange } from '../live/types.js';
-import type { ConfigChange, Plan, Step, StepKind } from '../plan/types.js';
+import { JOIN_NODE_TIMEOUT_MS, type ConfigChange, type Plan, type Step, type StepKind } from '../plan/types.js';
 import type { ConfEdit } from '../provision/redisConf.js';
 import { SLOT_COUNT } from '../plan/slots.js';
 import { describeStep, phaseTitle } from '../render/steps.js';
@@ -368,14 +368,12 @@ function nodeOf(address: string, ctx: StepContext) {
 }
 
 /**
- * Redis's shortest rejoin delay (CLUSTER_MIN_REJOIN_DELAY). A master that ran alone for more than
- * its first 2 s (a node started by hand, or on a host provisioned a while ago) counts as having
- * been cut off with a minority, and once it knows the cluster it stays cluster_state:fail, refusing
- * the keys a migration sends it, for its cluster-node-timeout (at most 5 s). While it joins it
- * gets this one; the wait for cluster_state:ok gives the configured value back.
+ * A master that ran alone for more than its first 2 s (a node started by hand, or on a host
+ * provisioned a while ago) counts as having been cut off with a minority: once it knows the
+ * cluster it stays cluster_state:fail, refusing the keys a migration sends it, for its
+ * cluster-node-timeout (at most 5 s). While it joins it gets JOIN_NODE_TIMEOUT_MS; the wait for
+ * cluster_state:ok gives the configured value back.
  */
-const JOIN_NODE_TIMEOUT_MS = 500;
-
 async function shortenJoinDelay(address: string, ctx: StepContext): Promise<void> {
   if (ctx.joiningTimeouts.has(address)) return;
   // Only a shortcut: a node that refuses CONFIG (renamed, an ACL) joins at Redis's own pace.

@@ -279,7 +279,8 @@ export async function setConfigLive(node: DesiredNode, driver: HostDriver, edits
   } finally {
     client.disconnect();
   }
-  await editConfigFile(node, driver, edits);
+  // connection: none has no file to keep in step: the change is the running node's only.
+  if (driver.kind !== 'none') await editConfigFile(node, driver, edits);
 }
 
 /** One command: Redis 7 applies all of them or none, so a refused value changes nothing. */

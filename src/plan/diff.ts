@@ -11,7 +11,7 @@ import { nodeState, safeRestart, type NodeState } from './nodeState.js';
 import { planShards } from './shards.js';
 import { SLOT_COUNT, slotList, toRanges } from './slots.js';
 import { solveSlots } from './solver.js';
-import type { DownNode, NodeRole, Plan, Step } from './types.js';
+import { JOIN_NODE_TIMEOUT_MS, type DownNode, type NodeRole, type Plan, type Step } from './types.js';
 
 /**
  * diff(desired, live) -> Plan. Pure: the only inputs are the spec and what inspection read.
@@ -41,6 +41,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   }
   warnings.push(...passwordWarnings(desired, live));
   const states = desired.nodes.map((node) => nodeState(desired, node, liveByAddress.get(node.address)));
+  if (desired.connection === 'none') states.forEach((s) => (s.hostStep ??= joinTimeoutLeft(s.node.address, live)));
   // Provisioning runs in parallel; live changes next; restarts of running nodes last, one at a
   // time and replicas first, so that a shard never loses its master and replica together.
   const hostSteps = states.map((s) => (s.hostStep?.kind === 'restart_node' ? safeRestart(s.hostStep, s, states) : s.hostStep)).filter((h): h is Step => h !== undefined);
@@ -392,4 +393,19 @@ function passwordWarnings(desired: DesiredCluster, live: LiveCluster): string[] 
     out.push(`${open.length} running node(s) have no password yet (${open.map((n) => n.address).slice(0, 3).join(', ')}${open.length > 3 ? ', …' : ''}): once this applies, clients must send the password`);
   }
   return out;
+}
+
+/**
+ * connection: none has no config file to say what a node's cluster-node-timeout should be. A
+ * node running the 500 ms apply gives a joining node (an apply cut off before it gave the node
+ * its own back) while the other members agree on another value gets theirs back, live.
+ */
+function joinTimeoutLeft(address: string, live: LiveCluster): Step | undefined {
+  const timeoutOf = (n: LiveCluster['nodes'][number]) => (n.reachable && n.clusterEnabled ? n.runningConfig?.['cluster-node-timeout'] : undefined);
+  const node = live.nodes.find((n) => n.address === address);
+  if (!node || timeoutOf(node) !== String(JOIN_NODE_TIMEOUT_MS)) return undefined;
+  const others = new Set(live.nodes.filter((n) => n.address !== address).map(timeoutOf).filter((v): v is string => v !== undefined));
+  const [theirs] = others;
+  if (others.size !== 1 || theirs === undefined || theirs === String(JOIN_NODE_TIMEOUT_MS)) return undefined;
+  return { kind: 'set_config', node: address, config: { path: '', changed: [{ directive: 'cluster-node-timeout', from: String(JOIN_NODE_TIMEOUT_MS), to: theirs }], diff: '' } };
 }

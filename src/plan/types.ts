@@ -122,3 +122,10 @@ export interface DownNode {
   /** The cluster marks it failed (fail flag), not only suspected. */
   failed: boolean;
 }
+
+/**
+ * The cluster-node-timeout apply gives a node while it joins: Redis's shortest rejoin delay
+ * (CLUSTER_MIN_REJOIN_DELAY). A run cut off before it gave the node its own back leaves it; the
+ * plan recognises it.
+ */
+export const JOIN_NODE_TIMEOUT_MS = 500;

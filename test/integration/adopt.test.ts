@@ -88,6 +88,17 @@ describe('adopting a cluster made with redis-cli --cluster create (connection: n
     expect(await badKeys(addr(CREATED[0] as number), KEYS)).toEqual([]);
   });
 
+  it('a node left with the short node timeout of a join (an apply cut off) gets the one the others run, live', async () => {
+    await withNode(EXTRA, (r) => r.config('SET', 'cluster-node-timeout', '500'));
+    const plan = await rcluster('plan', '-f', file, '--detailed-exitcode');
+    expect(plan.code).toBe(2);
+    expect(plan.out).toContain(`set cluster-node-timeout 15000 on ${addr(EXTRA)} live (no restart)`);
+    const applied = await rcluster('apply', '-f', file, '--auto-approve');
+    expect({ code: applied.code, err: applied.err }).toEqual({ code: 0, err: '' });
+    expect(await withNode(EXTRA, (r) => r.config('GET', 'cluster-node-timeout'))).toEqual(['cluster-node-timeout', '15000']);
+    expect((await rcluster('plan', '-f', file, '--detailed-exitcode')).code).toBe(0);
+  });
+
   it('removed from the spec again, it is forgotten and reset (not stopped: connection none), and can join anew', async () => {
     writeSpec(CREATED);
     const applied = await rcluster('apply', '-f', file, '--auto-approve');
