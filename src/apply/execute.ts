@@ -163,12 +163,15 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
     });
     await Promise.allSettled(runs);
     if (failure) {
-      // Best effort: the node timeout a joining node was given, back (the next plan shows it otherwise).
-      await restoreNodeTimeouts(ctx).catch(() => {});
+      // The node timeout a joining node was given, back; if that fails too, the error says so
+      // (the next plan shows it as well).
+      await restoreNodeTimeouts(ctx).catch((err: Error) => {
+        failure = Object.assign(new Error(`${failure?.message}; and ${err.message}`), { stepTitle: failure?.stepTitle, phase: failure?.phase });
+      });
       emit({ type: 'phase_failed', phase: failure.phase ?? 0, error: scrubSecrets(failure.message) });
       throw new ApplyError(failure.stepTitle ?? 'apply', failure, summarizeDone(done.sort((a, b) => a.index - b.index)));
     }
-    // A plan that meets nodes without waiting for cluster_state:ok (replicas only).
+    // Normally given back by the wait for cluster_state:ok that follows every meet; a last look.
     await restoreNodeTimeouts(ctx);
   } finally {
     await Promise.all([pool.close(), migrationPool.close()]);
@@ -376,13 +379,21 @@ function nodeOf(address: string, ctx: StepContext) {
  */
 async function shortenJoinDelay(address: string, ctx: StepContext): Promise<void> {
   if (ctx.joiningTimeouts.has(address)) return;
+  // A node started a moment ago (rcluster's own, just provisioned) meets the cluster within its
+  // first 2 s, before Redis judges its state at all: it has no rejoin delay to shorten, and
+  // masters that are about to own slots keep their own failure detection.
+  const uptime = Number(/uptime_in_seconds:(\d+)/.exec(String(await ctx.pool.call(address, 'INFO', 'server').catch(() => '')))?.[1] ?? 0);
+  if (uptime < 1) return;
   // Only a shortcut: a node that refuses CONFIG (renamed, an ACL) joins at Redis's own pace.
   const reply = (await ctx.pool.call(address, 'CONFIG', 'GET', 'cluster-node-timeout').catch(() => undefined)) as [string, string] | undefined;
   const current = reply?.[1];
   if (current === undefined || !(Number(current) > JOIN_NODE_TIMEOUT_MS)) return;
-  // Noted first: a reply lost after the node took the value must not leave it short.
+  // Noted first: a reply lost after the node took the value must not leave it short. Only a
+  // refusal (an error reply) says it did not.
   ctx.joiningTimeouts.set(address, current);
-  await ctx.pool.call(address, 'CONFIG', 'SET', 'cluster-node-timeout', String(JOIN_NODE_TIMEOUT_MS)).catch(() => ctx.joiningTimeouts.delete(address));
+  await ctx.pool.call(address, 'CONFIG', 'SET', 'cluster-node-timeout', String(JOIN_NODE_TIMEOUT_MS)).catch((err: Error) => {
+    if (err.name === 'ReplyError') ctx.joiningTimeouts.delete(address);
+  });
 }
 
 async function restoreNodeTimeouts(ctx: StepContext): Promise<void> {

@@ -90,11 +90,14 @@ return {#keys}
 /**
  * Whether the source runs MIGRATE_SLOT_LUA, and how long a scripted MIGRATE may wait.
  * A script that runs past busy-reply-threshold (lua-time-limit) may make Redis answer other
- * clients -BUSY, where a plain MIGRATE only makes them wait: a scripted MIGRATE's I/O timeout is
- * kept under half of it, and its batch to what moves within that timeout at `bytesPerSecond`.
- * A batch that fails anyway is moved again key by key with plain MIGRATE and a timeout sized to
- * each key. A source that refuses scripts (EVAL renamed, an ACL, a threshold too small to leave
- * room) is driven with plain MIGRATE throughout.
+ * clients -BUSY, where a plain MIGRATE only makes them wait. A scripted MIGRATE's I/O timeout is
+ * kept under half of it, and its batch to what moves within that time at `bytesPerSecond`.
+ * MIGRATE applies the timeout to each write and each reply, not to the whole batch, so a link
+ * that crawls without stalling can still stretch one; on a healthy one a batch takes
+ * milliseconds. A batch that fails is moved again key by key with plain MIGRATE and a timeout
+ * sized to each key. A source that refuses scripts (EVAL renamed, an ACL, a threshold too small
+ * to leave room) is driven with plain MIGRATE throughout, and so is a cluster with a password:
+ * a script's arguments are not redacted from SLOWLOG and MONITOR as MIGRATE's AUTH is.
  */
 interface ScriptUse {
   sha: string;
@@ -114,8 +117,10 @@ interface Batch {
   limit: number;
   timeoutMs: number;
   err?: Error;
-  /** Not run at all (NOSCRIPT): go again without counting a failure. */
+  /** Not run at all (NOSCRIPT): load the script again, then go again without counting a failure. */
   retry?: boolean;
+  /** The script itself was refused (not its MIGRATE): go on with plain MIGRATE, nothing counted. */
+  refused?: boolean;
 }
 
 export class ClassicMigrator implements SlotMigrator {
@@ -203,6 +208,14 @@ export class ClassicMigrator implements SlotMigrator {
     const moving = open.filter((_, i) => !mig[i]?.[0]);
 
     const moved = await this.drain(job, moving, c);
+    // A slot is given away only empty: its keys would be lost with it. (A migrating slot gets
+    // no new keys on the source: clients are sent to the target for keys it does not hold.)
+    const left = await exec(c.source, moving.map((s) => ['CLUSTER', 'COUNTKEYSINSLOT', s]));
+    throwFirst(left, job.from.address, 'CLUSTER COUNTKEYSINSLOT');
+    const full = moving.flatMap((s, i) => (Number(left[i]?.[1]) > 0 ? [`${s} (${left[i]?.[1]} key(s))`] : []));
+    if (full.length > 0) {
+      throw new Error(`${job.from.address} still holds keys in slot(s) ${full.slice(0, 5).join(', ')}${full.length > 5 ? ', …' : ''} after draining them; they stay open and owned by it. Run apply again`);
+    }
 
     // The new owner is told first, then the source, then the others (redis/redis #9223): the
     // other way round a slot could be left with no owner that everyone agrees on.
@@ -225,19 +238,30 @@ export class ClassicMigrator implements SlotMigrator {
     let active = slots;
     const alone = new Set<number>();
     const failures = new Map<number, number>();
+    let script = migrateAuthArgs(job.to.address).length > 0 ? undefined : c.script;
+    let reloaded = false;
     while (active.length > 0) {
       // A slot that failed goes on key by key with plain MIGRATE, each key with its own timeout.
-      const [scripted, plain] = c.script ? [active.filter((s) => !alone.has(s)), active.filter((s) => alone.has(s))] : [[], active];
+      const [scripted, plain] = script ? [active.filter((s) => !alone.has(s)), active.filter((s) => alone.has(s))] : [[], active];
       const batches = [
-        ...(await this.scriptedPass(job, scripted, c.source, c.batchKeys, c.avgBytes, c.script)),
+        ...(await this.scriptedPass(job, scripted, c.source, c.batchKeys, c.avgBytes, script)),
         ...(await this.plainPass(job, plain, c.source, (s) => (alone.has(s) ? 1 : c.batchKeys), c.avgBytes)),
       ];
       // A slot stays in the next pass when its MIGRATE failed or its batch was full. A batch
       // that was not full emptied the slot: new keys of a migrating slot are written on the
       // target (-ASK), never on the source.
       const next: number[] = [];
-      if (batches.some((b) => b.retry)) c.script = await this.loadScript(c.source);
+      if (batches.some((b) => b.refused)) script = undefined;
+      else if (batches.some((b) => b.retry)) {
+        // The script cache was flushed: loaded once more; flushed again, plain MIGRATE.
+        script = reloaded ? undefined : await this.loadScript(c.source);
+        reloaded = true;
+      }
       for (const b of batches) {
+        if (b.retry || b.refused) {
+          next.push(b.slot);
+          continue;
+        }
         if (!b.err) {
           moved += b.found;
           if (b.found >= b.limit) next.push(b.slot);
@@ -245,17 +269,19 @@ export class ClassicMigrator implements SlotMigrator {
         }
         // Redis wraps it: "ERR Target instance replied with error: BUSYKEY …".
         if (/BUSYKEY/.test(b.err.message)) {
-          moved += await this.resolveBusy(job, b.slot, b.found, c.source, c.target, b.timeoutMs);
+          const resolved = await this.resolveBusy(job, b.slot, b.found, c.source, c.target);
+          moved += resolved;
           next.push(b.slot);
-          continue;
+          // Nothing resolved is a failed pass too: the same BUSYKEY must not come back forever.
+          if (resolved > 0) continue;
         }
         // A timeout or a dropped link: some keys may have arrived, some not. Read the slot again
         // (never re-send blindly), one key at a time with a timeout sized to it.
         const n = (failures.get(b.slot) ?? 0) + 1;
         failures.set(b.slot, n);
         if (n > 3) throw new Error(`MIGRATE of slot ${b.slot} ${job.from.address} -> ${job.to.address} failed ${n} times: ${b.err.message}`);
-        if (!b.retry) alone.add(b.slot);
-        next.push(b.slot);
+        alone.add(b.slot);
+        if (!next.includes(b.slot)) next.push(b.slot);
       }
       active = next;
     }
@@ -276,7 +302,9 @@ export class ClassicMigrator implements SlotMigrator {
       if (err) {
         // Not run at all (the script cache was flushed): nothing moved, load it and go again.
         if (/NOSCRIPT/.test(err.message)) return { slot, found: 0, limit, timeoutMs, err, retry: true };
-        return { slot, found: 0, limit, timeoutMs, err };
+        // The script failed, not its MIGRATE (whose errors it returns): an ACL on EVALSHA, a
+        // command refused inside it. Nothing was moved by it; plain MIGRATE goes on.
+        return { slot, found: 0, limit, timeoutMs, err, refused: true };
       }
       const [found, failed] = reply as [number, string | undefined];
       return { slot, found: Number(found), limit, timeoutMs, ...(failed !== undefined ? { err: new Error(failed) } : {}) };
@@ -287,10 +315,12 @@ export class ClassicMigrator implements SlotMigrator {
   private async plainPass(job: MigrationJob, slots: number[], source: Redis, limitOf: (slot: number) => number, avgBytes: number): Promise<Batch[]> {
     if (slots.length === 0) return [];
     const { host, port } = splitAddress(job.to.address);
-    const found = await exec(source, slots.map((s) => ['CLUSTER', 'GETKEYSINSLOT', s, limitOf(s)]));
+    // Key names as bytes: a name that is not UTF-8 would come back changed as a string, and
+    // MIGRATE of a name that does not exist answers NOKEY, not an error.
+    const found = await exec(source, slots.map((s) => ['CLUSTER', 'GETKEYSINSLOT', s, limitOf(s)]), { buffers: true });
     throwFirst(found, job.from.address, 'CLUSTER GETKEYSINSLOT');
-    const withKeys = slots.map((s, i) => ({ slot: s, keys: (found[i]?.[1] as string[]) ?? [] })).filter((b) => b.keys.length > 0);
-    const timeouts = await Promise.all(withKeys.map((b) => (limitOf(b.slot) === 1 ? this.aloneTimeout(source, b.keys[0] as string) : this.batchTimeout(b.keys.length, avgBytes))));
+    const withKeys = slots.map((s, i) => ({ slot: s, keys: (found[i]?.[1] as Buffer[]) ?? [] })).filter((b) => b.keys.length > 0);
+    const timeouts = await Promise.all(withKeys.map((b) => (limitOf(b.slot) === 1 ? this.aloneTimeout(source, b.keys[0] as Buffer) : this.batchTimeout(b.keys.length, avgBytes))));
     const replies = await exec(
       source,
       withKeys.map((b, i) => ['MIGRATE', host, port, '', 0, timeouts[i] as number, ...migrateAuthArgs(job.to.address), 'KEYS', ...b.keys]),
@@ -302,7 +332,7 @@ export class ClassicMigrator implements SlotMigrator {
   }
 
   /** A key alone: its own MIGRATE timeout, from its size (the base, plus its bytes at `bytesPerSecond`). */
-  private async aloneTimeout(source: Redis, key: string): Promise<number> {
+  private async aloneTimeout(source: Redis, key: Buffer): Promise<number> {
     const bytes = Number((await source.call('MEMORY', 'USAGE', key).catch(() => 0)) ?? 0);
     return this.opts.migrateTimeoutMs + Math.ceil((bytes / this.opts.bytesPerSecond) * 1000);
   }
@@ -312,8 +342,8 @@ export class ClassicMigrator implements SlotMigrator {
    * target stored it but before the source deleted it. The same value on both sides is safe to
    * overwrite; a different one is a conflict rcluster will not decide.
    */
-  private async resolveBusy(job: MigrationJob, slot: number, count: number, source: Redis, target: Redis, timeoutMs: number): Promise<number> {
-    const left = (await source.call('CLUSTER', 'GETKEYSINSLOT', slot, Math.max(1, count))) as string[];
+  private async resolveBusy(job: MigrationJob, slot: number, count: number, source: Redis, target: Redis): Promise<number> {
+    const left = (await source.callBuffer('CLUSTER', 'GETKEYSINSLOT', slot, Math.max(1, count))) as Buffer[];
     const { host, port } = splitAddress(job.to.address);
     let moved = 0;
     for (const key of left) {
@@ -324,22 +354,28 @@ export class ClassicMigrator implements SlotMigrator {
       if (ours === null) continue; // it expired or was moved meanwhile
       if (theirs !== null && !theirs.equals(ours)) {
         throw new KeyConflictError(
-          `key "${key}" (slot ${slot}) exists on both ${job.from.address} and ${job.to.address} with different values; rcluster will not overwrite either. Keep one of them by hand, then run apply again`,
+          `key "${key.toString()}" (slot ${slot}) exists on both ${job.from.address} and ${job.to.address} with different values; rcluster will not overwrite either. Keep one of them by hand, then run apply again`,
         );
       }
       // Identical on both sides (or gone from the target meanwhile): overwriting changes nothing.
+      const timeoutMs = await this.aloneTimeout(source, key);
       const r = await exec(source, [['MIGRATE', host, port, '', 0, timeoutMs, ...(theirs !== null ? ['REPLACE'] : []), ...migrateAuthArgs(job.to.address), 'KEYS', key]]);
-      throwFirst(r, job.from.address, `MIGRATE ${key}`);
+      throwFirst(r, job.from.address, `MIGRATE ${key.toString()}`);
       moved++;
     }
     return moved;
   }
 }
 
-async function exec(client: Redis, commands: (string | number)[][]): Promise<Reply> {
+/** A pipeline of commands; `buffers`: replies as bytes (key names). Buffer arguments go as they are. */
+async function exec(client: Redis, commands: (string | number | Buffer)[][], opts: { buffers?: boolean } = {}): Promise<Reply> {
   if (commands.length === 0) return [];
   const pipeline = client.pipeline();
-  for (const [cmd, ...args] of commands) pipeline.call(String(cmd), ...args.map(String));
+  for (const [cmd, ...args] of commands) {
+    const argv = args.map((a) => (Buffer.isBuffer(a) ? a : String(a)));
+    if (opts.buffers) pipeline.callBuffer(String(cmd), ...argv);
+    else pipeline.call(String(cmd), ...argv);
+  }
   return ((await pipeline.exec()) ?? []) as Reply;
 }
 

@@ -98,16 +98,18 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeo
     const names = Object.keys(node.redis.config);
     // Every read that does not depend on another goes at once: one round trip over a slow link.
     const c = client;
-    const [running, cluster, auth] = await Promise.all([
+    const [running, nodeTimeout, cluster, auth] = await Promise.all([
+      runningConfig(c, names),
       // cluster-node-timeout too: apply shortens it while a node joins, and a run cut off then
-      // leaves it short (the plan gives the spec's back).
-      runningConfig(c, [...names, 'cluster-node-timeout']),
+      // leaves it short (the plan gives the spec's back). Only if the node lets us read it: a
+      // node that refuses CONFIG is still read for everything else.
+      runningConfig(c, ['cluster-node-timeout']).catch(() => ({})),
       live.clusterEnabled
         ? Promise.all([c.call('CLUSTER', 'NODES') as Promise<string>, c.call('CLUSTER', 'INFO') as Promise<string>, c.call('CLUSTER', 'MYID') as Promise<string>])
         : undefined,
       authState(c, node.address),
     ]);
-    live.runningConfig = running;
+    live.runningConfig = { ...nodeTimeout, ...running };
     live.unknownDirectives = names.filter((n) => !FILE_ONLY.has(n.toLowerCase()) && !(n.toLowerCase() in running));
     if (auth) live.auth = auth;
     if (cluster) {

@@ -404,8 +404,14 @@ function joinTimeoutLeft(address: string, live: LiveCluster): Step | undefined {
   const timeoutOf = (n: LiveCluster['nodes'][number]) => (n.reachable && n.clusterEnabled ? n.runningConfig?.['cluster-node-timeout'] : undefined);
   const node = live.nodes.find((n) => n.address === address);
   if (!node || timeoutOf(node) !== String(JOIN_NODE_TIMEOUT_MS)) return undefined;
-  const others = new Set(live.nodes.filter((n) => n.address !== address).map(timeoutOf).filter((v): v is string => v !== undefined));
+  // Other nodes left short by the same cut-off run do not count: the rest must agree.
+  const others = new Set(
+    live.nodes
+      .filter((n) => n.address !== address)
+      .map(timeoutOf)
+      .filter((v): v is string => v !== undefined && v !== String(JOIN_NODE_TIMEOUT_MS)),
+  );
   const [theirs] = others;
-  if (others.size !== 1 || theirs === undefined || theirs === String(JOIN_NODE_TIMEOUT_MS)) return undefined;
+  if (others.size !== 1 || theirs === undefined) return undefined;
   return { kind: 'set_config', node: address, config: { path: '', changed: [{ directive: 'cluster-node-timeout', from: String(JOIN_NODE_TIMEOUT_MS), to: theirs }], diff: '' } };
 }

@@ -209,7 +209,8 @@ function configChange(desired: DesiredCluster, node: DesiredNode, live: LiveNode
   const changed: ConfigChange['changed'] = result.changed.map((ch) => (SECRET_DIRECTIVES.has(ch.directive.toLowerCase()) ? maskChange(ch, c) : ch));
   if (c && live?.auth) changed.push(...authDrift(live.auth, c, changed));
   changed.push(...nodeTimeoutDrift(node, live, changed));
-  if (changed.length > 0 && !facts.configWritable) {
+  // Live-only changes (the file already says it) need no write.
+  if (result.changed.length > 0 && !facts.configWritable) {
     throw new HostError(node.host, `write ${facts.configFile}`, 'not writable by the SSH user (rcluster writes a temp file beside it and renames it)');
   }
   // The diff shows what each password is, never the password.

@@ -1,6 +1,6 @@
 import { countSlots, formatRanges } from '../live/parse.js';
 import { toRanges } from '../plan/slots.js';
-import type { Step, StepGroup, StepKind } from '../plan/types.js';
+import { JOIN_NODE_TIMEOUT_MS, type Step, type StepGroup, type StepKind } from '../plan/types.js';
 
 /** One line naming a step, the same in the plan, the progress view, errors and JSON. */
 export function describeStep(step: Step): string {
@@ -22,7 +22,8 @@ export function describeStep(step: Step): string {
     case 'set_config_epoch':
       return `set config epoch ${step.epoch} on ${step.node}`;
     case 'meet_node':
-      return `meet ${step.node} via ${step.via.join(', ')}`;
+      // Apply shortens a node's rejoin delay (README, "A joining node is writable sooner").
+      return `meet ${step.node} via ${step.via.join(', ')} (if it has run alone: node timeout ${JOIN_NODE_TIMEOUT_MS} ms until it joins)`;
     case 'wait_join':
       return `wait until ${step.nodes.length} nodes know each other`;
     case 'add_slots':

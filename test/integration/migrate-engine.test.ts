@@ -112,10 +112,13 @@ describe('the migration engine and keys on both sides (BUSYKEY)', () => {
       let tag = 't0';
       for (let i = 0; calculateSlot(tag) !== slot; i++) tag = `t${i}`;
       const keys = Array.from({ length: 2500 }, (_, i) => `{${tag}}:${i}`);
+      // A name that is not UTF-8: it must travel as bytes (as a string it would come back changed).
+      const binary = Buffer.concat([Buffer.from(`{${tag}}:`), Buffer.from([0xff, 0xfe, 0x00, 0x80])]);
       const from = await ownerOf(slot);
       const to = PORTS.find((p) => p !== from) as number;
       await withNode(from, async (r) => {
         await r.mset(Object.fromEntries(keys.map((k) => [k, `value of ${k}`])));
+        await r.set(binary, 'binary');
         await r.config('RESETSTAT');
         for (const [cmd, ...args] of limit) await r.call(cmd as string, ...args);
       });
@@ -132,6 +135,7 @@ describe('the migration engine and keys on both sides (BUSYKEY)', () => {
       expect(await withNode(from, (r) => r.call('CLUSTER', 'COUNTKEYSINSLOT', String(slot)))).toBe(0);
       // More keys than one batch (1000): the slot took several passes, every key arrived with its value.
       expect(await withNode(to, (r) => r.mget(keys))).toEqual(keys.map((k) => `value of ${k}`));
+      expect(await withNode(to, (r) => r.get(binary))).toBe('binary');
     }
   });
 });
