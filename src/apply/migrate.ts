@@ -72,19 +72,21 @@ export class KeyConflictError extends Error {}
  * command with the same guarantees: it deletes on the source only what the target acknowledged,
  * and its replicas and AOF get those deletes.
  * ARGV: host, port, timeout, count, slot, then MIGRATE's AUTH arguments, if any.
- * Returns {keys found} or {keys found, MIGRATE's error}; after an error some of them may have moved.
+ * Returns {keys found, keys left in the slot} or {found, left, MIGRATE's error}; after an error some
+ * of them may have moved.
  * Its own work is a few thousand Lua instructions at most; its time is MIGRATE's (ScriptUse).
  */
 const MIGRATE_SLOT_LUA = `
 local keys = redis.call('CLUSTER', 'GETKEYSINSLOT', ARGV[5], ARGV[4])
-if #keys == 0 then return {0} end
+if #keys == 0 then return {0, 0} end
 local args = {'MIGRATE', ARGV[1], ARGV[2], '', 0, ARGV[3]}
 for i = 6, #ARGV do args[#args + 1] = ARGV[i] end
 args[#args + 1] = 'KEYS'
 for i = 1, #keys do args[#args + 1] = keys[i] end
 local r = redis.pcall(unpack(args))
-if type(r) == 'table' and r.err then return {#keys, r.err} end
-return {#keys}
+local left = redis.call('CLUSTER', 'COUNTKEYSINSLOT', ARGV[5])
+if type(r) == 'table' and r.err then return {#keys, left, r.err} end
+return {#keys, left}
 `;
 
 /**
@@ -110,11 +112,12 @@ const SCRIPT_TIMEOUT_CAP_MS = 2000;
 
 type Reply = [Error | null, unknown][];
 
-/** What one pass did for one slot: keys found (and sent), the pass's limit, and MIGRATE's error. */
+/** What one pass did for one slot: keys found (and sent), keys left, and MIGRATE's error. */
 interface Batch {
   slot: number;
   found: number;
-  limit: number;
+  /** Keys in the slot after the batch (COUNTKEYSINSLOT); -1 when the pass did not run. */
+  left: number;
   timeoutMs: number;
   err?: Error;
   /** Not run at all (NOSCRIPT): load the script again, then go again without counting a failure. */
@@ -207,15 +210,9 @@ export class ClassicMigrator implements SlotMigrator {
     }
     const moving = open.filter((_, i) => !mig[i]?.[0]);
 
+    // Drained means COUNTKEYSINSLOT said 0 after the slot's last batch: a slot is never given
+    // away with keys (they would be lost with it).
     const moved = await this.drain(job, moving, c);
-    // A slot is given away only empty: its keys would be lost with it. (A migrating slot gets
-    // no new keys on the source: clients are sent to the target for keys it does not hold.)
-    const left = await exec(c.source, moving.map((s) => ['CLUSTER', 'COUNTKEYSINSLOT', s]));
-    throwFirst(left, job.from.address, 'CLUSTER COUNTKEYSINSLOT');
-    const full = moving.flatMap((s, i) => (Number(left[i]?.[1]) > 0 ? [`${s} (${left[i]?.[1]} key(s))`] : []));
-    if (full.length > 0) {
-      throw new Error(`${job.from.address} still holds keys in slot(s) ${full.slice(0, 5).join(', ')}${full.length > 5 ? ', …' : ''} after draining them; they stay open and owned by it. Run apply again`);
-    }
 
     // The new owner is told first, then the source, then the others (redis/redis #9223): the
     // other way round a slot could be left with no owner that everyone agrees on.
@@ -238,6 +235,7 @@ export class ClassicMigrator implements SlotMigrator {
     let active = slots;
     const alone = new Set<number>();
     const failures = new Map<number, number>();
+    const lastLeft = new Map<number, number>();
     let script = migrateAuthArgs(job.to.address).length > 0 ? undefined : c.script;
     let reloaded = false;
     while (active.length > 0) {
@@ -247,9 +245,9 @@ export class ClassicMigrator implements SlotMigrator {
         ...(await this.scriptedPass(job, scripted, c.source, c.batchKeys, c.avgBytes, script)),
         ...(await this.plainPass(job, plain, c.source, (s) => (alone.has(s) ? 1 : c.batchKeys), c.avgBytes)),
       ];
-      // A slot stays in the next pass when its MIGRATE failed or its batch was full. A batch
-      // that was not full emptied the slot: new keys of a migrating slot are written on the
-      // target (-ASK), never on the source.
+      // A slot stays in the next pass while its MIGRATE fails or keys are left in it (counted
+      // after each batch). A migrating slot gets no new keys on the source: clients are sent to
+      // the target (-ASK) for keys the source does not hold.
       const next: number[] = [];
       if (batches.some((b) => b.refused)) script = undefined;
       else if (batches.some((b) => b.retry)) {
@@ -262,11 +260,18 @@ export class ClassicMigrator implements SlotMigrator {
           next.push(b.slot);
           continue;
         }
-        if (!b.err) {
+        // Progress: the slot emptied, or holds fewer keys than after its last pass (a migrating
+        // slot never gains keys on the source).
+        const before = lastLeft.get(b.slot);
+        lastLeft.set(b.slot, b.left);
+        if (!b.err && (b.left === 0 || (b.found > 0 && (before === undefined || b.left < before)))) {
           moved += b.found;
-          if (b.found >= b.limit) next.push(b.slot);
+          if (b.left > 0) next.push(b.slot);
           continue;
         }
+        // Keys left that a pass did not move (none found, or MIGRATE answered NOKEY): a failed
+        // pass, so that it cannot go on forever.
+        b.err ??= new Error(`${b.left} key(s) left in the slot that GETKEYSINSLOT and MIGRATE did not move`);
         // Redis wraps it: "ERR Target instance replied with error: BUSYKEY …".
         if (/BUSYKEY/.test(b.err.message)) {
           const resolved = await this.resolveBusy(job, b.slot, b.found, c.source, c.target);
@@ -301,13 +306,13 @@ export class ClassicMigrator implements SlotMigrator {
       const [err, reply] = replies[i] ?? [new Error('no reply'), null];
       if (err) {
         // Not run at all (the script cache was flushed): nothing moved, load it and go again.
-        if (/NOSCRIPT/.test(err.message)) return { slot, found: 0, limit, timeoutMs, err, retry: true };
+        if (/NOSCRIPT/.test(err.message)) return { slot, found: 0, left: -1, timeoutMs, err, retry: true };
         // The script failed, not its MIGRATE (whose errors it returns): an ACL on EVALSHA, a
         // command refused inside it. Nothing was moved by it; plain MIGRATE goes on.
-        return { slot, found: 0, limit, timeoutMs, err, refused: true };
+        return { slot, found: 0, left: -1, timeoutMs, err, refused: true };
       }
-      const [found, failed] = reply as [number, string | undefined];
-      return { slot, found: Number(found), limit, timeoutMs, ...(failed !== undefined ? { err: new Error(failed) } : {}) };
+      const [found, left, failed] = reply as [number, number, string | undefined];
+      return { slot, found: Number(found), left: Number(left), timeoutMs, ...(failed !== undefined ? { err: new Error(failed) } : {}) };
     });
   }
 
@@ -321,13 +326,16 @@ export class ClassicMigrator implements SlotMigrator {
     throwFirst(found, job.from.address, 'CLUSTER GETKEYSINSLOT');
     const withKeys = slots.map((s, i) => ({ slot: s, keys: (found[i]?.[1] as Buffer[]) ?? [] })).filter((b) => b.keys.length > 0);
     const timeouts = await Promise.all(withKeys.map((b) => (limitOf(b.slot) === 1 ? this.aloneTimeout(source, b.keys[0] as Buffer) : this.batchTimeout(b.keys.length, avgBytes))));
+    // Each MIGRATE, then the keys left in its slot, in the same round trip.
     const replies = await exec(
       source,
-      withKeys.map((b, i) => ['MIGRATE', host, port, '', 0, timeouts[i] as number, ...migrateAuthArgs(job.to.address), 'KEYS', ...b.keys]),
+      withKeys.flatMap((b, i) => [['MIGRATE', host, port, '', 0, timeouts[i] as number, ...migrateAuthArgs(job.to.address), 'KEYS', ...b.keys], ['CLUSTER', 'COUNTKEYSINSLOT', b.slot]]),
     );
     return withKeys.map((b, i) => {
-      const err = replies[i]?.[0];
-      return { slot: b.slot, found: b.keys.length, limit: limitOf(b.slot), timeoutMs: timeouts[i] as number, ...(err ? { err } : {}) };
+      const err = replies[2 * i]?.[0];
+      const [countErr, left] = replies[2 * i + 1] ?? [new Error('no reply'), null];
+      if (countErr) throw new Error(`${job.from.address}: CLUSTER COUNTKEYSINSLOT ${b.slot}: ${countErr.message}`);
+      return { slot: b.slot, found: b.keys.length, left: Number(left), timeoutMs: timeouts[i] as number, ...(err ? { err } : {}) };
     });
   }
 
