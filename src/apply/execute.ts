@@ -101,13 +101,17 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
   // legitimately takes longer than any other command is allowed; MIGRATE's own I/O timeout
   // (scaled to the batch's bytes) bounds it.
   const migrationPool = new NodePool({ commandTimeoutMs: 10 * 60_000 });
+  // And the hand-overs theirs, so that a slot's SETSLOT NODE never queues behind the source's
+  // next batches (the slot answers clients -ASK until it is through). Its wait is as long: a
+  // source moving a big key answers nothing else until it is done.
+  const controlPool = new NodePool({ commandTimeoutMs: 10 * 60_000 });
   const migrateOptions: MigrateOptions = { ...DEFAULT_MIGRATE_OPTIONS, migrateTimeoutMs: timeouts.commandMs, bytesPerSecond: timeouts.transferRate * 1_000_000 };
   const done: { index: number; title: string; kind: StepKind }[] = [];
   const ctx: StepContext = {
     plan,
     deps,
     pool,
-    migrator: deps.migrator?.(migrationPool) ?? new ClassicMigrator(migrationPool, migrateOptions),
+    migrator: deps.migrator?.(migrationPool) ?? new ClassicMigrator(migrationPool, migrateOptions, controlPool),
     ids: new Map(),
     assigned: new Map(),
     waitTimeoutMs: deps.waitTimeoutMs ?? timeouts.waitMs,
@@ -174,7 +178,7 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
     // Normally given back by the wait for cluster_state:ok that follows every meet; a last look.
     await restoreNodeTimeouts(ctx);
   } finally {
-    await Promise.all([pool.close(), migrationPool.close()]);
+    await Promise.all([pool.close(), migrationPool.close(), controlPool.close()]);
   }
 }
 
@@ -270,13 +274,13 @@ async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProg
       await waitRolesAgreed(step.replicas, ctx);
       return;
     case 'finish_migration':
-      await migrate(step.from, step.to, step.slots, ctx, progress);
+      await migrate(step.from, step.to, step.slots, ctx, progress, { finishing: true });
       return;
     case 'migrate_slots':
       // Redis 7 turns a master that gives away its last slot into a replica of the taker
       // (cluster-allow-replica-migration); this one is to stay a master until it is removed.
       if (step.lastSlots) await pool.call(step.from, 'CONFIG', 'SET', 'cluster-allow-replica-migration', 'no');
-      await migrate(step.from, step.to, slotList(step.slots), ctx, progress);
+      await migrate(step.from, step.to, slotList(step.slots), ctx, progress, step.newTarget ? { newTarget: true } : {});
       return;
     case 'failover':
       await failoverTo(step.node, step.master, ctx);
@@ -313,13 +317,13 @@ function assertNever(step: never): never {
 }
 
 /** Move slots with the migration engine; the other masters are read from the target's view now. */
-async function migrate(from: string, to: string, slots: number[], ctx: StepContext, progress: (p: MigrationProgress) => void): Promise<void> {
+async function migrate(from: string, to: string, slots: number[], ctx: StepContext, progress: (p: MigrationProgress) => void, how: { newTarget?: boolean; finishing?: boolean }): Promise<void> {
   const [fromId, toId] = await Promise.all([idOf(from, ctx), idOf(to, ctx)]);
   const view = parseClusterNodes(String(await ctx.pool.call(to, 'CLUSTER', 'NODES')));
   const others = view
     .filter((e) => e.role === 'master' && !e.handshake && !e.noaddr && !e.fail && e.id !== fromId && e.id !== toId && e.host)
     .map((e) => ({ id: e.id, address: `${e.host}:${e.port}` }));
-  await ctx.migrator.migrate({ from: { address: from, id: fromId }, to: { address: to, id: toId }, slots, others }, progress);
+  await ctx.migrator.migrate({ from: { address: from, id: fromId }, to: { address: to, id: toId }, slots, others, ...how }, progress);
 }
 
 /**

@@ -1,13 +1,19 @@
 import type { Redis } from 'ioredis';
+import pLimit, { type LimitFunction } from 'p-limit';
 import { migrateAuthArgs } from '../live/auth.js';
 import { splitAddress } from '../live/connect.js';
+import { MIGRATION_WINDOW, RAMP_RATIO } from '../plan/types.js';
 import type { NodePool } from './pool.js';
 
 /**
  * The slot-migration engine, classic strategy: SETSLOT IMPORTING/MIGRATING, then GETKEYSINSLOT +
  * MIGRATE … KEYS until the slot is empty, then SETSLOT NODE on the target, the source and every
- * other master. redis-cli does this one slot and 10 keys at a time, about 7 round trips a slot;
- * here a round of slots shares each round trip (pipelines), and the caller runs every pair at once.
+ * other master. redis-cli does this one slot and 10 keys at a time, about 7 round trips a slot.
+ * Here slots move in small groups, each group's keys in one script on the source and its
+ * hand-over in one pipeline, within a window of slots per source (SlotWindows): only the slots
+ * of the window can be in MIGRATING, so clients meet few -ASK redirects, and a new master gets
+ * its slots on a ramp so that clients learn it from a -MOVED first. The caller runs every pair
+ * at once; the window is shared by all of a source's pairs.
  *
  * All state lives in the cluster: a slot cut off half-way is open on its two nodes
  * (`[slot->-id]`, `[slot-<-id]`), and running the same job again finishes it. Nothing is re-sent
@@ -27,6 +33,13 @@ export interface MigrationJob {
   slots: number[];
   /** Other masters, told the new owner last. */
   others: { address: string; id: string }[];
+  /**
+   * The target owned no slot when the plan was made, so clients do not know it yet: it gets its
+   * slots on a ramp (see SlotWindows).
+   */
+  newTarget?: boolean;
+  /** The slots were left open by an earlier run (finish_migration): their imports stay open if this one fails. */
+  finishing?: boolean;
 }
 
 export interface MigrationProgress {
@@ -36,10 +49,21 @@ export interface MigrationProgress {
 }
 
 export interface MigrateOptions {
-  /** Slots sent per round trip. */
-  slotsPerRound: number;
-  /** Rounds in flight per pair. */
-  roundsInFlight: number;
+  /**
+   * Slots in flight per source at once, over all its jobs: from its first batch being sent to
+   * its hand-over. Only these can be in MIGRATING, so only these can answer clients -ASK.
+   */
+  window: number;
+  /** Toward a new target: slots already handed over to it per slot migrating to it. */
+  rampRatio: number;
+  /**
+   * Batches queued on a source at once. Redis runs every command a connection has queued in one
+   * go, so a slot's hand-over (on another connection) waits behind all of them: two keep the
+   * source busy and its hand-overs short.
+   */
+  batchesInFlight: number;
+  /** Slots opened IMPORTING ahead on the target, per job (clients never see that state). */
+  importAhead: number;
   /** Keys per MIGRATE, at most. */
   maxKeys: number;
   /** Bytes per MIGRATE, roughly (from the source's average key size). */
@@ -50,47 +74,136 @@ export interface MigrateOptions {
   bytesPerSecond: number;
 }
 
-// Measured on 1M keys of 100 B, 3 -> 4 masters (npm run bench): 256 slots a round moved the
-// 250k keys in about 1.8 s, against about 2.3 s with 64; more rounds in flight did not help.
+// The window and the ramp are the plan's (it shows them).
 export const DEFAULT_MIGRATE_OPTIONS: MigrateOptions = {
-  slotsPerRound: 256,
-  roundsInFlight: 2,
+  window: MIGRATION_WINDOW,
+  rampRatio: RAMP_RATIO,
+  batchesInFlight: 2,
+  importAhead: 32,
   maxKeys: 1000,
   maxBytes: 8 * 1024 * 1024,
   migrateTimeoutMs: 10_000,
   bytesPerSecond: 10_000_000,
 };
 
+/**
+ * How many slots may be migrating to a new target at once, with `handed` slots already handed
+ * over to it: the first one alone, then one per `ratio` handed over (at least one, or the ramp
+ * could never start). A client learns a node it does not know from a -MOVED, which only a slot
+ * handed over can send; some clients (redis-py, redis/redis-py #4015) fail on an -ASK to a node
+ * they do not know. Keeping the handed-over slots far ahead of the migrating ones makes a
+ * -MOVED by far the likelier first redirect a client meets towards the new node.
+ */
+export function rampLimit(handed: number, ratio: number): number {
+  return Math.max(1, Math.floor(handed / ratio));
+}
+
+/**
+ * Who may start the next slot, shared by every job of one apply: a window of slots in flight
+ * per source (redis-cli keeps one slot open at a time; rounds of hundreds of slots in MIGRATING
+ * at once made the first redirect most clients met towards a new node an -ASK), and the ramp
+ * towards new targets. Waiters are served in order, each as soon as both allow it.
+ */
+export class SlotWindows {
+  private readonly perSource = new Map<string, number>();
+  private readonly perTarget = new Map<string, number>();
+  private readonly handed = new Map<string, number>();
+  private readonly waiters: { take: () => boolean; go: () => void }[] = [];
+
+  constructor(private readonly opts: { window: number; rampRatio: number }) {}
+
+  /**
+   * Resolves, as soon as at least one more slot may be in flight from `from` to `to`, with how
+   * many may (at most `want`).
+   */
+  acquire(from: string, to: string, newTarget: boolean, want = 1): Promise<number> {
+    let granted = 0;
+    const take = () => {
+      const toTarget = this.perTarget.get(to) ?? 0;
+      const room = Math.min(want, this.opts.window - (this.perSource.get(from) ?? 0), newTarget ? rampLimit(this.handed.get(to) ?? 0, this.opts.rampRatio) - toTarget : want);
+      if (room < 1) return false;
+      this.perSource.set(from, (this.perSource.get(from) ?? 0) + room);
+      this.perTarget.set(to, toTarget + room);
+      granted = room;
+      return true;
+    };
+    if (this.waiters.length === 0 && take()) return Promise.resolve(granted);
+    return new Promise((go) => {
+      this.waiters.push({ take, go: () => go(granted) });
+      this.serve();
+    });
+  }
+
+  /** `n` slots are no longer in flight; `handedOver`: the target owns them now. */
+  release(from: string, to: string, n: number, handedOver: boolean): void {
+    this.perSource.set(from, (this.perSource.get(from) ?? n) - n);
+    this.perTarget.set(to, (this.perTarget.get(to) ?? n) - n);
+    if (handedOver) this.handed.set(to, (this.handed.get(to) ?? 0) + n);
+    this.serve();
+  }
+
+  /** Slots handed over to `to` by this apply so far. */
+  handedTo(to: string): number {
+    return this.handed.get(to) ?? 0;
+  }
+
+  private serve(): void {
+    // In order, but one that must wait does not hold up another source's or target's.
+    for (let i = 0; i < this.waiters.length; ) {
+      const w = this.waiters[i] as (typeof this.waiters)[number];
+      if (w.take()) {
+        this.waiters.splice(i, 1);
+        w.go();
+      } else i++;
+    }
+  }
+}
+
 /** A key that exists on both sides with different values: never overwritten, always reported. */
 export class KeyConflictError extends Error {}
 
 /**
- * One slot's batch, read and moved by the source itself: GETKEYSINSLOT and MIGRATE in one script.
- * The key names never travel to rcluster and back (on the benchmark's 1M keys that cost a third
- * of rcluster's CPU, and 0.2-0.4 s of a 4096-slot scale-out on a 2-core machine it shares with
- * the nodes), and reading the keys and moving them becomes one atomic step. MIGRATE is the same
- * command with the same guarantees: it deletes on the source only what the target acknowledged,
- * and its replicas and AOF get those deletes.
- * ARGV: host, port, timeout, count, slot, then MIGRATE's AUTH arguments, if any.
- * Returns {keys found, keys left in the slot} or {found, left, MIGRATE's error}; after an error some
- * of them may have moved.
- * Its own work is a few thousand Lua instructions at most; its time is MIGRATE's (ScriptUse).
+ * One batch of each slot of a group, read and moved by the source itself: per slot, SETSLOT
+ * MIGRATING, GETKEYSINSLOT and MIGRATE, all in one script. The key names never travel to
+ * rcluster and back (on the benchmark's 1M keys that cost a third of rcluster's CPU), and no
+ * client of the source sees a slot in MIGRATING before its keys are gone: a slot of up to a
+ * batch of keys moves whole while they wait, so a multi-key command never finds its keys split
+ * (-TRYAGAIN), and the slot answers -ASK only from the script's end to its hand-over. One
+ * script for the group: Redis writes nodes.conf once per event-loop pass that changed it, not
+ * once per slot. MIGRATE is the same command with the same guarantees: it deletes on the source
+ * only what the target acknowledged, and its replicas and AOF get those deletes. SETSLOT
+ * MIGRATING again on a slot already migrating to the same node changes nothing.
+ * ARGV: host, port, timeout (each MIGRATE's), count (keys per slot), target id, then the slots.
+ * Returns per slot {keys found, keys left in the slot} or {found, left, MIGRATE's error}; after an
+ * error some of them may have moved. {-1, -1, error}: the slot could not be opened (not the owner).
+ * Its own work is a few thousand Lua instructions per slot; its time is MIGRATE's (ScriptUse).
+ * A cluster with a password never runs it: ARGV would show in SLOWLOG and MONITOR.
  */
-const MIGRATE_SLOT_LUA = `
-local keys = redis.call('CLUSTER', 'GETKEYSINSLOT', ARGV[5], ARGV[4])
-if #keys == 0 then return {0, 0} end
-local args = {'MIGRATE', ARGV[1], ARGV[2], '', 0, ARGV[3]}
-for i = 6, #ARGV do args[#args + 1] = ARGV[i] end
-args[#args + 1] = 'KEYS'
-for i = 1, #keys do args[#args + 1] = keys[i] end
-local r = redis.pcall(unpack(args))
-local left = redis.call('CLUSTER', 'COUNTKEYSINSLOT', ARGV[5])
-if type(r) == 'table' and r.err then return {#keys, left, r.err} end
-return {#keys, left}
+const MIGRATE_SLOTS_LUA = `
+local out = {}
+for i = 6, #ARGV do
+  local slot = ARGV[i]
+  local open = redis.pcall('CLUSTER', 'SETSLOT', slot, 'MIGRATING', ARGV[5])
+  if type(open) == 'table' and open.err then
+    out[#out + 1] = {-1, -1, open.err}
+  else
+    local keys = redis.call('CLUSTER', 'GETKEYSINSLOT', slot, ARGV[4])
+    if #keys == 0 then
+      out[#out + 1] = {0, redis.call('CLUSTER', 'COUNTKEYSINSLOT', slot)}
+    else
+      local args = {'MIGRATE', ARGV[1], ARGV[2], '', 0, ARGV[3], 'KEYS'}
+      for j = 1, #keys do args[#args + 1] = keys[j] end
+      local r = redis.pcall(unpack(args))
+      local left = redis.call('CLUSTER', 'COUNTKEYSINSLOT', slot)
+      if type(r) == 'table' and r.err then out[#out + 1] = {#keys, left, r.err} else out[#out + 1] = {#keys, left} end
+    end
+  end
+end
+return out
 `;
 
 /**
- * Whether the source runs MIGRATE_SLOT_LUA, and how long a scripted MIGRATE may wait.
+ * Whether the source runs MIGRATE_SLOTS_LUA, and how long a scripted MIGRATE may wait.
  * A script that runs past busy-reply-threshold (lua-time-limit) may make Redis answer other
  * clients -BUSY, where a plain MIGRATE only makes them wait. A scripted MIGRATE's I/O timeout is
  * kept under half of it, and its batch to what moves within that time at `bytesPerSecond`.
@@ -124,34 +237,110 @@ interface Batch {
   retry?: boolean;
   /** The script itself was refused (not its MIGRATE): go on with plain MIGRATE, nothing counted. */
   refused?: boolean;
+  /** The source does not own the slot (SETSLOT MIGRATING refused): nothing was moved. */
+  elsewhere?: boolean;
+}
+
+/** Slots that belong to neither side (moved since the plan): their imports are closed again. */
+class SlotElsewhere extends Error {
+  constructor(readonly slots: number[]) {
+    super(`slot(s) ${slots.join(', ')} moved since the plan`);
+  }
+}
+
+/** What every slot of one job shares: its connections and batch sizes. */
+interface JobContext {
+  source: Redis;
+  target: Redis;
+  /** Connections for SETSLOT, apart from the source's MIGRATE batches, so that a hand-over never waits behind them. */
+  sourceControl: Redis;
+  targetControl: Redis;
+  batchKeys: number;
+  avgBytes: number;
+  /** Undefined where plain MIGRATE must do; changed by the first pass that finds it refused or flushed. */
+  script: ScriptUse | undefined;
+  reloaded?: boolean;
 }
 
 export class ClassicMigrator implements SlotMigrator {
+  private readonly windows: SlotWindows;
+  private readonly handOvers = new HandOvers();
+  private readonly batches = new Map<string, LimitFunction>();
+
+  /**
+   * `pool`: the connections MIGRATE batches go through; `control`: those SETSLOT goes through
+   * (the same pool works, hand-overs then queue behind batches). One migrator serves every job
+   * of an apply: the window on each source and the ramp towards each new target are shared.
+   */
   constructor(
     private readonly pool: NodePool,
     private readonly opts: MigrateOptions = DEFAULT_MIGRATE_OPTIONS,
-  ) {}
+    private readonly control: NodePool = pool,
+  ) {
+    this.windows = new SlotWindows(opts);
+  }
 
+  /**
+   * Each slot on its own: it enters MIGRATING just before its first batch and is handed over
+   * right after its last, while the next slots of the window keep the source busy.
+   */
   async migrate(job: MigrationJob, onProgress: (p: MigrationProgress) => void): Promise<MigrationProgress> {
     const progress: MigrationProgress = { slotsDone: 0, slotsTotal: job.slots.length, keysMoved: 0 };
-    const source = await this.pool.get(job.from.address);
-    const target = await this.pool.get(job.to.address);
-    const others = await Promise.all(job.others.map(async (o) => ({ ...o, client: await this.pool.get(o.address) })));
+    const [source, target, sourceControl, targetControl] = await Promise.all([
+      this.pool.get(job.from.address),
+      this.pool.get(job.to.address),
+      this.control.get(job.from.address),
+      this.control.get(job.to.address),
+    ]);
+    const others = await Promise.all(job.others.map(async (o) => ({ ...o, client: await this.control.get(o.address) })));
     const { batchKeys, avgBytes } = await this.batchSize(source);
-    const script = await this.loadScript(source);
-    const rounds: number[][] = [];
-    for (let i = 0; i < job.slots.length; i += this.opts.slotsPerRound) rounds.push(job.slots.slice(i, i + this.opts.slotsPerRound));
-    let next = 0;
-    const worker = async () => {
-      while (next < rounds.length) {
-        const slots = rounds[next++] as number[];
-        const keys = await this.round(job, slots, { source, target, others, batchKeys, avgBytes, script });
-        progress.slotsDone += slots.length;
-        progress.keysMoved += keys;
-        onProgress({ ...progress });
+    // A cluster with a password: plain MIGRATE (ScriptUse says why).
+    const script = migrateAuthArgs(job.to.address).length > 0 ? undefined : await this.loadScript(source);
+    const c: JobContext = { source, target, sourceControl, targetControl, batchKeys, avgBytes, script };
+    const imports = new ImportsAhead(job, targetControl, this.opts.importAhead);
+    const told = new Announcements(job, others);
+    const running = new Set<Promise<void>>();
+    let failure: Error | undefined;
+    const group = Math.max(1, Math.floor(this.opts.window / 2));
+    try {
+      for (let i = 0; i < job.slots.length && !failure; ) {
+        const n = await this.windows.acquire(job.from.address, job.to.address, job.newTarget === true, Math.min(group, job.slots.length - i));
+        if (failure) {
+          this.windows.release(job.from.address, job.to.address, n, false);
+          break;
+        }
+        const first = job.newTarget === true && this.windows.handedTo(job.to.address) === 0;
+        const slots = job.slots.slice(i, i + n);
+        const opened = Promise.all(slots.map((_, k) => imports.open(i + k)));
+        i += n;
+        const run: Promise<void> = this.moveSlots(job, slots, opened, c, told, first).then(
+          (keys) => {
+            this.windows.release(job.from.address, job.to.address, n, true);
+            progress.slotsDone += n;
+            progress.keysMoved += keys;
+            onProgress({ ...progress });
+          },
+          (err: Error) => {
+            this.windows.release(job.from.address, job.to.address, n, false);
+            failure ??= err;
+          },
+        );
+        running.add(run);
+        void run.finally(() => running.delete(run));
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.opts.roundsInFlight, rounds.length) }, worker));
+      await Promise.all(running);
+      // Slots opened ahead that never started: closed, so that the next plan does not see them
+      // as interrupted migrations; those handed over are announced, failure or not.
+      await imports.closeUnstarted();
+      const announced = told.flush();
+      if (failure) {
+        await announced.catch(() => {});
+        throw failure;
+      }
+      await announced;
+    } finally {
+      await Promise.all(running);
+    }
     return progress;
   }
 
@@ -164,13 +353,13 @@ export class ClassicMigrator implements SlotMigrator {
     return { batchKeys, avgBytes };
   }
 
-  /** The source's copy of MIGRATE_SLOT_LUA, or undefined where plain MIGRATE must do. */
+  /** The source's copy of MIGRATE_SLOTS_LUA, or undefined where plain MIGRATE must do. */
   private async loadScript(source: Redis): Promise<ScriptUse | undefined> {
     try {
       const [, threshold] = (await source.call('CONFIG', 'GET', 'busy-reply-threshold')) as [string, string];
       const thresholdMs = Number(threshold);
       if (!(thresholdMs >= MIN_BUSY_THRESHOLD_MS)) return undefined;
-      const sha = String(await source.call('SCRIPT', 'LOAD', MIGRATE_SLOT_LUA));
+      const sha = String(await source.call('SCRIPT', 'LOAD', MIGRATE_SLOTS_LUA));
       return { sha, timeoutCapMs: Math.min(SCRIPT_TIMEOUT_CAP_MS, Math.floor(thresholdMs / 2)) };
     } catch {
       return undefined;
@@ -185,75 +374,71 @@ export class ClassicMigrator implements SlotMigrator {
     return this.opts.migrateTimeoutMs + Math.ceil(((keys * avgBytes) / this.opts.bytesPerSecond) * 1000);
   }
 
-  private async round(
-    job: MigrationJob,
-    slots: number[],
-    c: { source: Redis; target: Redis; others: { id: string; address: string; client: Redis }[]; batchKeys: number; avgBytes: number; script: ScriptUse | undefined },
-  ): Promise<number> {
-    // Importing on the target first, then migrating on the source: the other order would let the
-    // source send clients -ASK to a target that still answers -MOVED (a redirect loop).
-    const imp = await exec(c.target, slots.map((s) => ['CLUSTER', 'SETSLOT', s, 'IMPORTING', job.from.id]));
-    // The target already owns it: an earlier run got as far as the final SETSLOT NODE.
-    const open = slots.filter((_, i) => !isAlreadyOwner(imp[i]?.[0]));
-    throwFirst(imp, job.to.address, 'CLUSTER SETSLOT IMPORTING', (e) => isAlreadyOwner(e));
-    const mig = await exec(c.source, open.map((s) => ['CLUSTER', 'SETSLOT', s, 'MIGRATING', job.to.id]));
-    throwFirst(mig, job.from.address, 'CLUSTER SETSLOT MIGRATING', (e) => /not the owner/i.test(e.message));
-    // Owned by neither side: someone else moved it since the plan. Giving it to the target now
-    // would take it from its real owner, keys and all; the import just opened is closed again.
-    // (A slot the target owns already was left out of `open` above.)
-    const elsewhere = open.filter((_, i) => mig[i]?.[0]);
-    if (elsewhere.length > 0) {
-      await exec(c.target, elsewhere.map((s) => ['CLUSTER', 'SETSLOT', s, 'STABLE']));
-      throw new Error(
-        `slot(s) ${elsewhere.slice(0, 5).join(', ')}${elsewhere.length > 5 ? ', …' : ''} belong to neither ${job.from.address} nor ${job.to.address} any more (moved since the plan); nothing was moved for them. Run plan again`,
-      );
+  /**
+   * A group of slots: their imports open, their keys moved (one script a pass for the whole
+   * group), then handed over together. Returns the keys moved.
+   */
+  private async moveSlots(job: MigrationJob, slots: number[], opened: Promise<('open' | 'owned')[]>, c: JobContext, told: Announcements, first: boolean): Promise<number> {
+    // A slot the target owns already: an earlier run got as far as the final SETSLOT NODE.
+    const states = await opened;
+    const open = slots.filter((_, k) => states[k] === 'open');
+    let moved = 0;
+    try {
+      moved = await this.drain(job, open, c);
+    } catch (err) {
+      if (!(err instanceof SlotElsewhere)) throw err;
+      // Owned by neither side: someone else moved it since the plan. Giving it to the target
+      // now would take it from its real owner, keys and all; its import is closed again.
+      await exec(c.targetControl, err.slots.map((s) => ['CLUSTER', 'SETSLOT', s, 'STABLE']));
+      throw new Error(`slot(s) ${err.slots.join(', ')} belong to neither ${job.from.address} nor ${job.to.address} any more (moved since the plan); nothing was moved for them. Run plan again`);
     }
-    const moving = open.filter((_, i) => !mig[i]?.[0]);
-
-    // Drained means COUNTKEYSINSLOT said 0 after the slot's last batch: a slot is never given
-    // away with keys (they would be lost with it).
-    const moved = await this.drain(job, moving, c);
-
-    // The new owner is told first, then the source, then the others (redis/redis #9223): the
-    // other way round a slot could be left with no owner that everyone agrees on.
-    const node = (s: number) => ['CLUSTER', 'SETSLOT', s, 'NODE', job.to.id];
-    throwFirst(await exec(c.target, slots.map(node)), job.to.address, 'CLUSTER SETSLOT NODE');
-    throwFirst(await exec(c.source, slots.map(node)), job.from.address, 'CLUSTER SETSLOT NODE');
-    await Promise.all(
-      c.others.map(async (o) => {
-        // Telling the others only spares them waiting for gossip. A node that has not met the
-        // target yet ("Unknown node"), or turned out to be a replica, learns it from gossip.
-        throwFirst(await exec(o.client, slots.map(node)), o.address, 'CLUSTER SETSLOT NODE', (e) => /unknown node|only with masters/i.test(e.message));
-      }),
-    );
+    await this.handOvers.handOver(job, slots, c);
+    // A new target's first slot is known to every master before any other moves: a client that
+    // asks any of them (CLUSTER SLOTS, or a -MOVED) learns the new node from then on.
+    // The others' slots are announced in batches.
+    if (first) await told.now(slots);
+    else told.later(slots);
     return moved;
   }
 
+  /** The limit on batches queued on one source, shared by all its jobs. */
+  private batchesOn(source: string): LimitFunction {
+    let limit = this.batches.get(source);
+    if (!limit) {
+      limit = pLimit(this.opts.batchesInFlight);
+      this.batches.set(source, limit);
+    }
+    return limit;
+  }
+
   /** MIGRATE the keys of `slots` until GETKEYSINSLOT finds none left in any of them. */
-  private async drain(job: MigrationJob, slots: number[], c: { source: Redis; target: Redis; batchKeys: number; avgBytes: number; script: ScriptUse | undefined }): Promise<number> {
+  private async drain(job: MigrationJob, slots: number[], c: JobContext): Promise<number> {
     let moved = 0;
     let active = slots;
     const alone = new Set<number>();
     const failures = new Map<number, number>();
     const lastLeft = new Map<number, number>();
-    let script = migrateAuthArgs(job.to.address).length > 0 ? undefined : c.script;
-    let reloaded = false;
     while (active.length > 0) {
       // A slot that failed goes on key by key with plain MIGRATE, each key with its own timeout.
+      const script = c.script;
       const [scripted, plain] = script ? [active.filter((s) => !alone.has(s)), active.filter((s) => alone.has(s))] : [[], active];
-      const batches = [
+      const batches = await this.batchesOn(job.from.address)(async () => [
         ...(await this.scriptedPass(job, scripted, c.source, c.batchKeys, c.avgBytes, script)),
         ...(await this.plainPass(job, plain, c.source, (s) => (alone.has(s) ? 1 : c.batchKeys), c.avgBytes)),
-      ];
+      ]);
+      const elsewhere = batches.filter((b) => b.elsewhere).map((b) => b.slot);
+      if (elsewhere.length > 0) throw new SlotElsewhere(elsewhere);
       // A slot stays in the next pass while its MIGRATE fails or keys are left in it (counted
       // after each batch). A migrating slot gets no new keys on the source: clients are sent to
       // the target (-ASK) for keys the source does not hold.
       const next: number[] = [];
-      if (batches.some((b) => b.refused)) script = undefined;
-      else if (batches.some((b) => b.retry)) {
+      // Only the job's first such answer changes the script: other slots' passes may have
+      // been sent with the old one meanwhile.
+      if (batches.some((b) => b.refused)) c.script = undefined;
+      else if (batches.some((b) => b.retry) && c.script === script) {
         // The script cache was flushed: loaded once more; flushed again, plain MIGRATE.
-        script = reloaded ? undefined : await this.loadScript(c.source);
-        reloaded = true;
+        c.script = c.reloaded ? undefined : await this.loadScript(c.source);
+        c.reloaded = true;
       }
       for (const b of batches) {
         if (b.retry || b.refused) {
@@ -293,17 +478,18 @@ export class ClassicMigrator implements SlotMigrator {
     return moved;
   }
 
-  /** One batch of each slot, read and moved by the source in one script (MIGRATE_SLOT_LUA). */
+  /** One batch of each slot, read and moved by the source in one script (MIGRATE_SLOTS_LUA). */
   private async scriptedPass(job: MigrationJob, slots: number[], source: Redis, batchKeys: number, avgBytes: number, script: ScriptUse | undefined): Promise<Batch[]> {
     if (slots.length === 0 || !script) return [];
     const { host, port } = splitAddress(job.to.address);
-    const fits = avgBytes > 0 ? Math.max(1, Math.floor(((script.timeoutCapMs / 1000) * this.opts.bytesPerSecond) / avgBytes)) : batchKeys;
+    // The whole script within its cap: each MIGRATE gets its share, and its batch what moves
+    // within that at `bytesPerSecond`.
+    const capMs = Math.max(1, Math.floor(script.timeoutCapMs / slots.length));
+    const fits = avgBytes > 0 ? Math.max(1, Math.floor(((capMs / 1000) * this.opts.bytesPerSecond) / avgBytes)) : batchKeys;
     const limit = Math.min(batchKeys, fits);
-    const timeoutMs = Math.min(this.batchTimeout(limit, avgBytes), script.timeoutCapMs);
-    const auth = migrateAuthArgs(job.to.address);
-    const replies = await exec(source, slots.map((s) => ['EVALSHA', script.sha, 0, host, port, timeoutMs, limit, s, ...auth]));
+    const timeoutMs = Math.min(this.batchTimeout(limit, avgBytes), capMs);
+    const [[err, reply] = [new Error('no reply'), null]] = await exec(source, [['EVALSHA', script.sha, 0, host, port, timeoutMs, limit, job.to.id, ...slots]]);
     return slots.map((slot, i) => {
-      const [err, reply] = replies[i] ?? [new Error('no reply'), null];
       if (err) {
         // Not run at all (the script cache was flushed): nothing moved, load it and go again.
         if (/NOSCRIPT/.test(err.message)) return { slot, found: 0, left: -1, timeoutMs, err, retry: true };
@@ -311,7 +497,8 @@ export class ClassicMigrator implements SlotMigrator {
         // command refused inside it. Nothing was moved by it; plain MIGRATE goes on.
         return { slot, found: 0, left: -1, timeoutMs, err, refused: true };
       }
-      const [found, left, failed] = reply as [number, number, string | undefined];
+      const [found, left, failed] = ((reply as unknown[])[i] ?? [0, -1, 'no reply for the slot']) as [number, number, string | undefined];
+      if (Number(found) < 0) return { slot, found: 0, left: -1, timeoutMs, err: new Error(String(failed)), elsewhere: true };
       return { slot, found: Number(found), left: Number(left), timeoutMs, ...(failed !== undefined ? { err: new Error(failed) } : {}) };
     });
   }
@@ -320,11 +507,21 @@ export class ClassicMigrator implements SlotMigrator {
   private async plainPass(job: MigrationJob, slots: number[], source: Redis, limitOf: (slot: number) => number, avgBytes: number): Promise<Batch[]> {
     if (slots.length === 0) return [];
     const { host, port } = splitAddress(job.to.address);
-    // Key names as bytes: a name that is not UTF-8 would come back changed as a string, and
-    // MIGRATE of a name that does not exist answers NOKEY, not an error.
-    const found = await exec(source, slots.map((s) => ['CLUSTER', 'GETKEYSINSLOT', s, limitOf(s)]), { buffers: true });
-    throwFirst(found, job.from.address, 'CLUSTER GETKEYSINSLOT');
-    const withKeys = slots.map((s, i) => ({ slot: s, keys: (found[i]?.[1] as Buffer[]) ?? [] })).filter((b) => b.keys.length > 0);
+    // The slot opened first, as the script does (again: no change). Key names as bytes: a name
+    // that is not UTF-8 would come back changed as a string, and MIGRATE of a name that does not
+    // exist answers NOKEY, not an error.
+    const found = await exec(
+      source,
+      slots.flatMap((s) => [
+        ['CLUSTER', 'SETSLOT', s, 'MIGRATING', job.to.id],
+        ['CLUSTER', 'GETKEYSINSLOT', s, limitOf(s)],
+      ]),
+      { buffers: true },
+    );
+    const elsewhere = slots.filter((_, i) => found[2 * i]?.[0] && /not the owner/i.test((found[2 * i]?.[0] as Error).message));
+    if (elsewhere.length > 0) return elsewhere.map((slot) => ({ slot, found: 0, left: -1, timeoutMs: 0, elsewhere: true }));
+    throwFirst(found, job.from.address, 'CLUSTER SETSLOT MIGRATING / GETKEYSINSLOT');
+    const withKeys = slots.map((s, i) => ({ slot: s, keys: (found[2 * i + 1]?.[1] as Buffer[]) ?? [] })).filter((b) => b.keys.length > 0);
     const timeouts = await Promise.all(withKeys.map((b) => (limitOf(b.slot) === 1 ? this.aloneTimeout(source, b.keys[0] as Buffer) : this.batchTimeout(b.keys.length, avgBytes))));
     // Each MIGRATE, then the keys left in its slot, in the same round trip.
     const replies = await exec(
@@ -372,6 +569,195 @@ export class ClassicMigrator implements SlotMigrator {
       moved++;
     }
     return moved;
+  }
+}
+
+/**
+ * SETSLOT NODE on the target for the slots whose keys have all moved, in groups: every slot
+ * ready for the same target while the previous group was being handed over goes in the next one,
+ * in one pipeline. A node writes nodes.conf once per event-loop pass that changed it, and the
+ * target also fsyncs it for its new config epoch and announces the change to every node (which
+ * save theirs): one slot a pass cost a scale-out several times its moving time.
+ * The new owner is told first, then the source (redis/redis #9223: the other way round a slot
+ * could be left with no owner that everyone agrees on), then the others (Announcements).
+ */
+interface HandOver {
+  slot: number;
+  job: MigrationJob;
+  c: JobContext;
+  done: (err?: Error) => void;
+}
+
+class HandOvers {
+  private readonly queues = new Map<string, HandOver[]>();
+
+  /** Resolves when every slot of `slots` is handed over; rejects with the first that could not be. */
+  async handOver(job: MigrationJob, slots: number[], c: JobContext): Promise<void> {
+    let queue = this.queues.get(job.to.address);
+    const idle = !queue;
+    if (!queue) {
+      queue = [];
+      this.queues.set(job.to.address, queue);
+    }
+    const into = queue;
+    const waits = slots.map((slot) => new Promise<void>((resolve, reject) => into.push({ slot, job, c, done: (err) => (err ? reject(err) : resolve()) })));
+    if (idle) void this.drain(job.to.address);
+    const results = await Promise.allSettled(waits);
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
+  }
+
+  /** One group after another, until none is waiting. */
+  private async drain(target: string): Promise<void> {
+    for (;;) {
+      const group = this.queues.get(target) ?? [];
+      if (group.length === 0) {
+        this.queues.delete(target);
+        return;
+      }
+      this.queues.set(target, []);
+      const first = group[0] as HandOver;
+      const replies = await exec(
+        first.c.targetControl,
+        group.map((e) => ['CLUSTER', 'SETSLOT', e.slot, 'NODE', e.job.to.id]),
+      ).catch((err: Error) => group.map((): [Error, null] => [err, null]));
+      const failed = new Map<HandOver, Error>();
+      group.forEach((e, i) => {
+        const err = replies[i]?.[0];
+        if (err) failed.set(e, new Error(`${target}: CLUSTER SETSLOT ${e.slot} NODE: ${err.message}`));
+      });
+      // Then each source, which otherwise answers -ASK for them until the target's announcement
+      // reaches it, behind its queued batches: the reply is what says it has let them go.
+      const bySource = new Map<string, HandOver[]>();
+      for (const e of group.filter((x) => !failed.has(x))) bySource.set(e.job.from.address, [...(bySource.get(e.job.from.address) ?? []), e]);
+      await Promise.all(
+        [...bySource].map(async ([source, entries]) => {
+          const r = await exec(
+            (entries[0] as HandOver).c.sourceControl,
+            entries.map((e) => ['CLUSTER', 'SETSLOT', e.slot, 'NODE', e.job.to.id]),
+          ).catch((err: Error) => entries.map((): [Error, null] => [err, null]));
+          entries.forEach((e, i) => {
+            const err = r[i]?.[0];
+            if (err) failed.set(e, new Error(`${source}: CLUSTER SETSLOT ${e.slot} NODE: ${err.message}`));
+          });
+        }),
+      );
+      for (const e of group) e.done(failed.get(e));
+    }
+  }
+}
+
+/**
+ * IMPORTING opened on the target ahead of the slots being moved, in pipelines of `ahead` slots:
+ * clients never see that state (only a client sent there by -ASK says ASKING), so opening it
+ * early costs them nothing and takes a round trip out of each slot's time in flight.
+ */
+class ImportsAhead {
+  private readonly chunks = new Map<number, Promise<('open' | 'owned' | Error)[]>>();
+  private started = 0;
+
+  constructor(
+    private readonly job: MigrationJob,
+    private readonly target: Redis,
+    private readonly ahead: number,
+  ) {}
+
+  /** The import of the job's i-th slot: 'owned' when the target owns it already (an earlier run got that far). */
+  async open(i: number): Promise<'open' | 'owned'> {
+    this.started = Math.max(this.started, i + 1);
+    const chunk = Math.floor(i / this.ahead);
+    const replies = this.request(chunk);
+    this.request(chunk + 1);
+    const r = (await replies)[i - chunk * this.ahead] as 'open' | 'owned' | Error;
+    if (r instanceof Error) throw r;
+    return r;
+  }
+
+  /**
+   * After the job: imports opened for slots that never started are closed, so that the next
+   * plan does not take them for interrupted migrations. Not for a job that finishes slots an
+   * earlier run left open: those were open before it, and stay so.
+   */
+  async closeUnstarted(): Promise<void> {
+    if (this.job.finishing) return;
+    const unstarted: number[] = [];
+    for (const [chunk, replies] of this.chunks) {
+      const states = await replies.catch(() => []);
+      states.forEach((r, k) => {
+        const i = chunk * this.ahead + k;
+        if (i >= this.started && r === 'open') unstarted.push(this.job.slots[i] as number);
+      });
+    }
+    await exec(this.target, unstarted.map((s) => ['CLUSTER', 'SETSLOT', s, 'STABLE']));
+  }
+
+  private request(chunk: number): Promise<('open' | 'owned' | Error)[]> {
+    let replies = this.chunks.get(chunk);
+    if (!replies) {
+      const slots = this.job.slots.slice(chunk * this.ahead, (chunk + 1) * this.ahead);
+      replies = exec(this.target, slots.map((s) => ['CLUSTER', 'SETSLOT', s, 'IMPORTING', this.job.from.id])).then((r) =>
+        slots.map((_, k) => {
+          const err = r[k]?.[0];
+          if (isAlreadyOwner(err)) return 'owned';
+          return err ? new Error(`${this.job.to.address}: CLUSTER SETSLOT IMPORTING: ${err.message}`) : 'open';
+        }),
+      );
+      // Looked at when its slots start; a chunk no slot reaches is not an unhandled rejection.
+      replies.catch(() => {});
+      this.chunks.set(chunk, replies);
+    }
+    return replies;
+  }
+}
+
+/**
+ * The other masters told each slot's new owner once the target and the source have it, in
+ * pipelines of `BATCH` slots. It only spares them waiting for gossip (the target announces it to
+ * every node); one that has not met the target yet ("Unknown node"), or turned out to be a
+ * replica, learns it from gossip.
+ */
+class Announcements {
+  private static readonly BATCH = 64;
+  private pending: number[] = [];
+  private readonly sent: Promise<void>[] = [];
+
+  constructor(
+    private readonly job: MigrationJob,
+    private readonly others: { address: string; client: Redis }[],
+  ) {}
+
+  later(slots: number[]): void {
+    this.pending.push(...slots);
+    if (this.pending.length >= Announcements.BATCH) this.sendPending();
+  }
+
+  /** Told now, and waited for. */
+  async now(slots: number[]): Promise<void> {
+    await this.send(slots);
+  }
+
+  /** Everything told, and every reply read; the first failure is thrown. */
+  async flush(): Promise<void> {
+    this.sendPending();
+    await Promise.all(this.sent);
+  }
+
+  private sendPending(): void {
+    const slots = this.pending;
+    this.pending = [];
+    const p = this.send(slots);
+    p.catch(() => {});
+    this.sent.push(p);
+  }
+
+  private async send(slots: number[]): Promise<void> {
+    if (slots.length === 0) return;
+    const node = slots.map((s) => ['CLUSTER', 'SETSLOT', s, 'NODE', this.job.to.id]);
+    await Promise.all(
+      this.others.map(async (o) => {
+        throwFirst(await exec(o.client, node), o.address, 'CLUSTER SETSLOT NODE', (e) => /unknown node|only with masters/i.test(e.message));
+      }),
+    );
   }
 }
 

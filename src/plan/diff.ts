@@ -221,6 +221,8 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     count: m.count,
     keys: m.keys,
     ...(draining.has(m.from) && !desired.nodes.some((n) => n.address === m.from) ? { lastSlots: true } : {}),
+    // Half-moved slots count as the importing node's: a node that has some is known already.
+    ...(!claims.has(m.to) ? { newTarget: true } : {}),
   }));
   steps.push(...moves);
   if (moves.length > 0) steps.push({ kind: 'wait_cluster_ok', nodes: all });

@@ -1,5 +1,5 @@
 import { countSlots, formatRanges } from '../live/parse.js';
-import type { Plan, StepGroup } from '../plan/types.js';
+import { MIGRATION_WINDOW, RAMP_RATIO, type Plan, type StepGroup } from '../plan/types.js';
 import { describeStep, formatCount, stepGroup, stepMarker } from './steps.js';
 
 const GROUP_TITLES: Record<StepGroup, string> = {
@@ -41,6 +41,7 @@ export function renderPlan(plan: Plan): string {
     const config = 'config' in step ? step.config : undefined;
     if (config?.diff) out.push(...indentDiff(config.diff));
   }
+  out.push(...migrationLines(plan));
   out.push('', '  Resulting layout');
   for (const r of plan.roles) {
     if (r.role === 'master') out.push(`    M ${r.node}  slots ${formatRanges(r.slots, 8)} (${countSlots(r.slots)})`);
@@ -51,6 +52,26 @@ export function renderPlan(plan: Plan): string {
   out.push('', summaryLine(plan));
   if (down.length > 0) out.push(`Apply goes ahead without ${down.map((d) => d.node).join(', ')} only with --allow-down.`);
   return out.join('\n') + '\n';
+}
+
+/**
+ * How slots move, where they do: the window every move keeps, and the ramp towards each master
+ * clients do not know yet (one line each).
+ */
+function migrationLines(plan: Plan): string[] {
+  const moves = plan.steps.filter((s) => s.kind === 'migrate_slots' || s.kind === 'finish_migration');
+  if (moves.length === 0) return [];
+  const out = [
+    '',
+    `  Slots move one at a time from each source, at most ${MIGRATION_WINDOW} in MIGRATING on a source at once (each answers clients -ASK until it is handed over).`,
+  ];
+  const ramps = new Set(plan.steps.flatMap((s) => (s.kind === 'migrate_slots' && s.newTarget ? [s.to] : [])));
+  for (const to of ramps) {
+    out.push(
+      `  ${to} owns no slot yet, so clients do not know it: its first slot moves alone, then at most 1 slot migrates to it per ${RAMP_RATIO} already handed over (a client learns a node from -MOVED; some fail on an -ASK to a node they do not know).`,
+    );
+  }
+  return out;
 }
 
 /** The unified diff under its step, without the patch's own header noise. */

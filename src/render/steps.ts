@@ -37,7 +37,7 @@ export function describeStep(step: Step): string {
     case 'finish_migration':
       return `finish migration of ${step.slots.length === 1 ? `slot ${step.slots[0]}` : `${step.slots.length} slots (${formatRanges(toRanges(step.slots), 6)})`} ${step.from} → ${step.to} (${formatCount(step.keys)} key(s) left)`;
     case 'migrate_slots':
-      return `move ${step.count} slot(s) (~${formatCount(step.keys)} keys) ${step.from} → ${step.to}${step.lastSlots ? ` (its last slots; ${step.from} stays a master until it is removed)` : ''}`;
+      return `move ${step.count} slot(s) (~${formatCount(step.keys)} keys) ${step.from} → ${step.to}${step.lastSlots ? ` (its last slots; ${step.from} stays a master until it is removed)` : ''}${step.newTarget ? ' (new to clients: on a ramp)' : ''}`;
     case 'failover':
       return step.preferred
         ? `${step.node} takes its shard's master role back from ${step.master} (CLUSTER FAILOVER; it is preferredMaster), and ${step.master} becomes its replica`
