@@ -1,6 +1,7 @@
 import { countSlots, formatRanges } from '../live/parse.js';
 import type { Plan, StepGroup } from '../plan/types.js';
 import { describeStep, formatCount, stepGroup, stepMarker } from './steps.js';
+import { bigKeysNote, renderBigKeys } from './bigKeys.js';
 
 const GROUP_TITLES: Record<StepGroup, string> = {
   provision: 'Nodes',
@@ -41,6 +42,7 @@ export function renderPlan(plan: Plan): string {
     const config = 'config' in step ? step.config : undefined;
     if (config?.diff) out.push(...indentDiff(config.diff));
   }
+  out.push(...renderBigKeys(plan));
   out.push('', '  Resulting layout');
   for (const r of plan.roles) {
     if (r.role === 'master') out.push(`    M ${r.node}  slots ${formatRanges(r.slots, 8)} (${countSlots(r.slots)})`);
@@ -50,6 +52,7 @@ export function renderPlan(plan: Plan): string {
   }
   out.push('', summaryLine(plan));
   if (down.length > 0) out.push(`Apply goes ahead without ${down.map((d) => d.node).join(', ')} only with --allow-down.`);
+  out.push(...bigKeysNote(plan));
   return out.join('\n') + '\n';
 }
 
