@@ -111,6 +111,16 @@ describe('big keys: a 200 MB hash in a slot to move', () => {
     expect(text.out).toContain('Apply moves the big key only with --allow-big-keys.');
   });
 
+  it('a source that refuses scripts is read with plain commands, with the same finding', async () => {
+    await withNode(P1, (r) => r.call('ACL', 'SETUSER', 'default', '-eval', '-evalsha'));
+    try {
+      const plan = await planJson();
+      expect(plan.bigKeys.map((k) => [k.key, k.slot, k.from])).toEqual([[printed, slot, addr(P1)]]);
+    } finally {
+      await withNode(P1, (r) => r.call('ACL', 'SETUSER', 'default', '+eval', '+evalsha'));
+    }
+  });
+
   it('apply refuses it without --allow-big-keys: exit 1, the key and the flag named, nothing touched', async () => {
     const before = await owners();
     const r = await rcluster('apply', '-f', spec.file, '--auto-approve');
