@@ -21,6 +21,8 @@ import { destroyLocal, planDestroy, renderDestroy } from './destroy.js';
 import type { Io } from './io.js';
 import { withClusterLock, type ClusterLock } from './clusterLock.js';
 import { withLocalLock } from './lock.js';
+import { findBigKeys, withBigKeys } from './bigKeys.js';
+import { bigKeysRefusal, describeBigKey } from '../plan/bigKeys.js';
 import { useCredentials } from '../live/auth.js';
 import { loadCredentials } from '../spec/secrets.js';
 
@@ -71,19 +73,20 @@ async function checkLocalFiles(desired: DesiredCluster): Promise<void> {
  * `shared`: apply's driver, kept open for the steps: a host is logged in to once per run (a
  * slow login then costs its delay once, not once for reading and again for changing).
  */
-async function planFor(desired: DesiredCluster, opts: { json?: boolean; allowReset?: boolean } = {}, shared?: HostDriver): Promise<Plan> {
+async function planFor(desired: DesiredCluster, opts: { json?: boolean; allowReset?: boolean; allowBigKeys?: boolean } = {}, shared?: HostDriver): Promise<Plan> {
   await checkLocalFiles(desired);
   const driver = shared ?? driverFor(desired);
   try {
     const what = `Reading ${desired.nodes.length} node(s)${desired.connection === 'ssh' ? ' and their hosts over SSH' : ''}`;
     const live = await withSpinner(what, !opts.json, () => inspectCluster(desired, { driver }));
-    return computePlan(desired, live, new Date(), { allowReset: opts.allowReset === true });
+    const plan = computePlan(desired, live, new Date(), { allowReset: opts.allowReset === true });
+    return await withBigKeys(plan, live, { show: !opts.json, allow: opts.allowBigKeys === true });
   } finally {
     if (!shared) await driver.close();
   }
 }
 
-export async function planCommand(opts: { file: string; out?: string; json?: boolean; detailedExitcode?: boolean; allowReset?: boolean }, io: Io): Promise<number> {
+export async function planCommand(opts: { file: string; out?: string; json?: boolean; detailedExitcode?: boolean; allowReset?: boolean; allowBigKeys?: boolean }, io: Io): Promise<number> {
   const desired = await loadDesired(opts.file, io);
   const plan = await planFor(desired, opts);
   if (opts.out) {
@@ -109,6 +112,8 @@ function planJson(plan: Plan) {
     roles: plan.roles,
     warnings: plan.warnings,
     down: plan.down ?? [],
+    bigKeys: plan.bigKeys ?? [],
+    allowBigKeys: plan.allowBigKeys === true,
     fingerprint: plan.fingerprint,
   };
 }
@@ -121,6 +126,7 @@ export async function applyCommand(
     json?: boolean;
     allowReset?: boolean;
     allowDown?: boolean;
+    allowBigKeys?: boolean;
     forceUnlock?: string;
     commandTimeout?: number;
     waitTimeout?: number;
@@ -162,7 +168,7 @@ async function applyWith(desired: DesiredCluster, saved: Plan | undefined, opts:
   let plan: Plan;
   if (saved && opts.planFile) {
     plan = saved;
-    await refuseStalePlan(plan, opts.planFile, driver);
+    await refuseStalePlan(plan, opts.planFile, driver, opts.allowBigKeys === true);
   } else {
     plan = await planFor(desired, opts, driver);
   }
@@ -176,6 +182,8 @@ async function applyWith(desired: DesiredCluster, saved: Plan | undefined, opts:
         `but a change made while part of the cluster is away is yours to choose: run again with --allow-down to go ahead without ${down.length === 1 ? 'it' : 'them'}`,
     );
   }
+  const bigKeys = bigKeysRefusal(plan, opts.allowBigKeys === true);
+  if (bigKeys) throw new PlanError(bigKeys);
 
   // A saved plan was reviewed when it was made; that is terraform's contract too.
   if (!opts.autoApprove && !opts.planFile) {
@@ -222,10 +230,18 @@ function whatChanged(before: Record<string, string> | undefined, now: Record<str
   return parts.length > 0 ? parts.join(', ') : 'the cluster changed since the plan was made';
 }
 
-async function refuseStalePlan(plan: Plan, planFile: string, driver: HostDriver): Promise<void> {
+async function refuseStalePlan(plan: Plan, planFile: string, driver: HostDriver, allowBigKeys: boolean): Promise<void> {
   const live = await inspectCluster(plan.desired, { driver });
   if (fingerprint(live) !== plan.fingerprint) {
     throw new PlanError(`${planFile}: saved plan is stale: ${whatChanged(plan.nodeFingerprints, nodeFingerprints(live))}; run rcluster plan again`);
+  }
+  // Key sizes are not in the fingerprint (they change all the time); a key that grew too big to
+  // move since the plan was reviewed is read again here, as cheaply as the plan read it.
+  if (allowBigKeys || plan.allowBigKeys) return;
+  const known = new Set((plan.bigKeys ?? []).map((k) => `${k.from} ${k.key}`));
+  const grown = (await findBigKeys(plan, live, false)).bigKeys.filter((k) => !known.has(`${k.from} ${k.key}`));
+  if (grown.length > 0) {
+    throw new PlanError(`${planFile}: saved plan is stale: ${grown.length} key(s) too big to move safely appeared since it was made: ${grown.slice(0, 3).map(describeBigKey).join('; ')}; run rcluster plan again`);
   }
 }
 

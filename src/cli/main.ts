@@ -6,6 +6,8 @@ import { scrubSecrets, useCredentials } from '../live/auth.js';
 import { endRedisRoute } from '../live/connect.js';
 
 const FILE_HELP = 'the cluster spec (YAML)';
+const ALLOW_BIG_KEYS_HELP =
+  "move keys the plan finds too big to move safely (MIGRATE would block their source longer than half of cluster-node-timeout, or send more than the target's proto-max-bulk-len); without it apply refuses them";
 
 /** A positive number for a timeout flag; anything else is a usage error naming the flag. */
 function positive(flag: string, integer: boolean) {
@@ -58,7 +60,11 @@ Exit codes: 0 ok, 1 error (or unhealthy for status), 2 changes pending (plan --d
     .option('--json', 'print the plan as JSON')
     .option('--detailed-exitcode', 'exit 0 when there is nothing to do, 2 when there are changes, 1 on error')
     .option('--allow-reset', 'wipe (FLUSHALL, CLUSTER RESET HARD) a spec node that holds keys or remembers another cluster, instead of refusing it; the plan says what is wiped')
-    .addHelpText('after', '\nExamples:\n  $ rcluster plan -f cluster.yaml\n  $ rcluster plan -f cluster.yaml --detailed-exitcode || echo "drift"\n  $ rcluster plan -f cluster.yaml --out plan.json')
+    .option('--allow-big-keys', `${ALLOW_BIG_KEYS_HELP}; saved with --out, so that applying the plan file moves them`)
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ rcluster plan -f cluster.yaml\n  $ rcluster plan -f cluster.yaml --detailed-exitcode || echo "drift"\n  $ rcluster plan -f cluster.yaml --out plan.json\n  $ rcluster plan -f cluster.yaml --allow-big-keys --out plan.json   # the big keys the plan names move too',
+    )
     .action(async (o) => setExit(await planCommand(o, io)));
 
   program
@@ -74,9 +80,10 @@ Exit codes: 0 ok, 1 error (or unhealthy for status), 2 changes pending (plan --d
     .option('--transfer-rate <MB/s>', 'the slowest rate data is assumed to move at: waits on data grow by its size at this rate (overrides timeouts.transferRate; default 20)', positive('--transfer-rate', false))
     .option('--force-unlock <lock-id>', 'take over the lock of an apply that is gone (its machine lost the network); the id is in the message that refused the lock')
     .option('--allow-down', 'go ahead while spec nodes the cluster can do without are down (their host or the node does not answer); nothing is done to them')
+    .option('--allow-big-keys', ALLOW_BIG_KEYS_HELP)
     .addHelpText(
       'after',
-      '\nExamples:\n  $ rcluster apply -f cluster.yaml\n  $ rcluster apply -f cluster.yaml --auto-approve --json\n  $ rcluster apply -f cluster.yaml --allow-reset   # re-add a host that still holds old data\n  $ rcluster apply -f cluster.yaml --allow-down    # add a replica while a failed host is away\n  $ rcluster apply plan.json',
+      '\nExamples:\n  $ rcluster apply -f cluster.yaml\n  $ rcluster apply -f cluster.yaml --auto-approve --json\n  $ rcluster apply -f cluster.yaml --allow-reset   # re-add a host that still holds old data\n  $ rcluster apply -f cluster.yaml --allow-down    # add a replica while a failed host is away\n  $ rcluster apply -f cluster.yaml --allow-big-keys   # move the keys the plan names as too big anyway\n  $ rcluster apply plan.json',
     )
     .action(async (planFile: string | undefined, o) => setExit(await applyCommand({ ...o, planFile }, io)));
 

@@ -92,6 +92,7 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeo
       replication: parseReplication(info),
       keys: parseKeyspaceKeys(info),
       redisVersion: info['redis_version'],
+      ...(info['used_memory_dataset'] !== undefined ? { datasetBytes: Number(info['used_memory_dataset']) } : {}),
       runningConfigFile: info['config_file'] ?? '',
     };
     if (!live.clusterEnabled) live.onDisk = await readOnDiskView(node, driver);
@@ -102,8 +103,9 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeo
       runningConfig(c, names),
       // cluster-node-timeout too: apply shortens it while a node joins, and a run cut off then
       // leaves it short (the plan gives the spec's back). Only if the node lets us read it: a
-      // node that refuses CONFIG is still read for everything else.
-      runningConfig(c, ['cluster-node-timeout']).catch(() => ({})),
+      // node that refuses CONFIG is still read for everything else. proto-max-bulk-len: the
+      // biggest key a node accepts from MIGRATE (plan/bigKeys.ts).
+      runningConfig(c, ['cluster-node-timeout', 'proto-max-bulk-len']).catch(() => ({})),
       live.clusterEnabled
         ? Promise.all([c.call('CLUSTER', 'NODES') as Promise<string>, c.call('CLUSTER', 'INFO') as Promise<string>, c.call('CLUSTER', 'MYID') as Promise<string>])
         : undefined,

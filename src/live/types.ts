@@ -72,6 +72,8 @@ export interface LiveNode {
   /** Keys in each slot a master owns (CLUSTER COUNTKEYSINSLOT), when it holds any. */
   slotKeys?: Map<number, number>;
   redisVersion?: string;
+  /** INFO used_memory_dataset: no key on the node is bigger (plan/bigKeys.ts skips reading its keys). */
+  datasetBytes?: number;
   /** For a node that does not answer: the cluster state saved in its cluster config file, if any. */
   onDisk?: { path: string; view: ClusterNodeEntry[] };
   /** What its host says about it (connections local and ssh). */

@@ -1,5 +1,6 @@
 import type { DesiredCluster } from '../spec/types.js';
 import type { SlotRange } from '../live/types.js';
+import type { BigKey } from './bigKeys.js';
 
 /**
  * One change to a cluster. A closed union, named verb + noun, that grows with each capability;
@@ -111,6 +112,10 @@ export interface Plan {
   warnings: string[];
   /** Spec nodes that cannot be reached: nothing is planned for them; apply needs --allow-down. */
   down?: DownNode[];
+  /** Keys in the slots that move too big to move safely (plan/bigKeys.ts); apply refuses them. */
+  bigKeys?: BigKey[];
+  /** --allow-big-keys given to plan: a saved plan carries the decision to move them anyway. */
+  allowBigKeys?: boolean;
   createdAt: string;
 }
 

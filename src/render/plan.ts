@@ -1,6 +1,7 @@
 import { countSlots, formatRanges } from '../live/parse.js';
 import { MIGRATION_WINDOW, RAMP_RATIO, type Plan, type StepGroup } from '../plan/types.js';
 import { describeStep, formatCount, stepGroup, stepMarker } from './steps.js';
+import { bigKeysNote, renderBigKeys } from './bigKeys.js';
 
 const GROUP_TITLES: Record<StepGroup, string> = {
   provision: 'Nodes',
@@ -42,6 +43,7 @@ export function renderPlan(plan: Plan): string {
     if (config?.diff) out.push(...indentDiff(config.diff));
   }
   out.push(...migrationLines(plan));
+  out.push(...renderBigKeys(plan));
   out.push('', '  Resulting layout');
   for (const r of plan.roles) {
     if (r.role === 'master') out.push(`    M ${r.node}  slots ${formatRanges(r.slots, 8)} (${countSlots(r.slots)})`);
@@ -51,6 +53,7 @@ export function renderPlan(plan: Plan): string {
   }
   out.push('', summaryLine(plan));
   if (down.length > 0) out.push(`Apply goes ahead without ${down.map((d) => d.node).join(', ')} only with --allow-down.`);
+  out.push(...bigKeysNote(plan));
   return out.join('\n') + '\n';
 }
 
