@@ -173,18 +173,28 @@ export class KeyConflictError extends Error {}
  * once per slot. MIGRATE is the same command with the same guarantees: it deletes on the source
  * only what the target acknowledged, and its replicas and AOF get those deletes. SETSLOT
  * MIGRATING again on a slot already migrating to the same node changes nothing.
- * ARGV: host, port, timeout (each MIGRATE's), count (keys per slot), target id, then the slots.
- * Returns per slot {keys found, keys left in the slot} or {found, left, MIGRATE's error}; after an
- * error some of them may have moved. {-1, -1, error}: the slot could not be opened (not the owner).
- * Its own work is a few thousand Lua instructions per slot; its time is MIGRATE's (ScriptUse).
+ * ARGV: host, port, timeout (each MIGRATE's), count (keys per slot), target id, budget (ms), then
+ * the slots. Returns per slot {keys found, keys left in the slot} or {found, left, MIGRATE's
+ * error}; after an error some of them may have moved. {-1, -1, error}: the slot could not be
+ * opened (not the owner). {-2, -2}: not started, the budget was spent (a slow MIGRATE, a big
+ * key): the script ends after at most its budget and one more MIGRATE (ScriptUse).
+ * Its own work is a few thousand Lua instructions per slot; its time is MIGRATE's.
  * A cluster with a password never runs it: ARGV would show in SLOWLOG and MONITOR.
  */
 const MIGRATE_SLOTS_LUA = `
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
 local out = {}
-for i = 6, #ARGV do
+local start = now()
+for i = 7, #ARGV do
   local slot = ARGV[i]
-  local open = redis.pcall('CLUSTER', 'SETSLOT', slot, 'MIGRATING', ARGV[5])
-  if type(open) == 'table' and open.err then
+  local open = i == 7 or now() - start < tonumber(ARGV[6])
+  if open then open = redis.pcall('CLUSTER', 'SETSLOT', slot, 'MIGRATING', ARGV[5]) end
+  if not open then
+    out[#out + 1] = {-2, -2}
+  elseif type(open) == 'table' and open.err then
     out[#out + 1] = {-1, -1, open.err}
   else
     local keys = redis.call('CLUSTER', 'GETKEYSINSLOT', slot, ARGV[4])
@@ -206,7 +216,8 @@ return out
  * Whether the source runs MIGRATE_SLOTS_LUA, and how long a scripted MIGRATE may wait.
  * A script that runs past busy-reply-threshold (lua-time-limit) may make Redis answer other
  * clients -BUSY, where a plain MIGRATE only makes them wait. A scripted MIGRATE's I/O timeout is
- * kept under half of it, and its batch to what moves within that time at `bytesPerSecond`.
+ * kept under half of it, and its batch to what moves within that time at `bytesPerSecond`; a
+ * group's script starts no further slot once half of that is spent.
  * MIGRATE applies the timeout to each write and each reply, not to the whole batch, so a link
  * that crawls without stalling can still stretch one; on a healthy one a batch takes
  * milliseconds. A batch that fails is moved again key by key with plain MIGRATE and a timeout
@@ -239,6 +250,8 @@ interface Batch {
   refused?: boolean;
   /** The source does not own the slot (SETSLOT MIGRATING refused): nothing was moved. */
   elsewhere?: boolean;
+  /** Not started: the script's time budget was spent on the slots before it. */
+  deferred?: boolean;
 }
 
 /** Slots that belong to neither side (moved since the plan): their imports are closed again. */
@@ -441,7 +454,7 @@ export class ClassicMigrator implements SlotMigrator {
         c.reloaded = true;
       }
       for (const b of batches) {
-        if (b.retry || b.refused) {
+        if (b.retry || b.refused || b.deferred) {
           next.push(b.slot);
           continue;
         }
@@ -482,13 +495,13 @@ export class ClassicMigrator implements SlotMigrator {
   private async scriptedPass(job: MigrationJob, slots: number[], source: Redis, batchKeys: number, avgBytes: number, script: ScriptUse | undefined): Promise<Batch[]> {
     if (slots.length === 0 || !script) return [];
     const { host, port } = splitAddress(job.to.address);
-    // The whole script within its cap: each MIGRATE gets its share, and its batch what moves
-    // within that at `bytesPerSecond`.
-    const capMs = Math.max(1, Math.floor(script.timeoutCapMs / slots.length));
-    const fits = avgBytes > 0 ? Math.max(1, Math.floor(((capMs / 1000) * this.opts.bytesPerSecond) / avgBytes)) : batchKeys;
+    // Each MIGRATE within the cap, its batch what moves within that at `bytesPerSecond`; the
+    // script starts no slot once half the cap is spent, so it ends within twice the cap.
+    const fits = avgBytes > 0 ? Math.max(1, Math.floor(((script.timeoutCapMs / 1000) * this.opts.bytesPerSecond) / avgBytes)) : batchKeys;
     const limit = Math.min(batchKeys, fits);
-    const timeoutMs = Math.min(this.batchTimeout(limit, avgBytes), capMs);
-    const [[err, reply] = [new Error('no reply'), null]] = await exec(source, [['EVALSHA', script.sha, 0, host, port, timeoutMs, limit, job.to.id, ...slots]]);
+    const timeoutMs = Math.min(this.batchTimeout(limit, avgBytes), script.timeoutCapMs);
+    const budgetMs = Math.floor(script.timeoutCapMs / 2);
+    const [[err, reply] = [new Error('no reply'), null]] = await exec(source, [['EVALSHA', script.sha, 0, host, port, timeoutMs, limit, job.to.id, budgetMs, ...slots]]);
     return slots.map((slot, i) => {
       if (err) {
         // Not run at all (the script cache was flushed): nothing moved, load it and go again.
@@ -498,6 +511,7 @@ export class ClassicMigrator implements SlotMigrator {
         return { slot, found: 0, left: -1, timeoutMs, err, refused: true };
       }
       const [found, left, failed] = ((reply as unknown[])[i] ?? [0, -1, 'no reply for the slot']) as [number, number, string | undefined];
+      if (Number(found) === -2) return { slot, found: 0, left: -1, timeoutMs, deferred: true };
       if (Number(found) < 0) return { slot, found: 0, left: -1, timeoutMs, err: new Error(String(failed)), elsewhere: true };
       return { slot, found: Number(found), left: Number(left), timeoutMs, ...(failed !== undefined ? { err: new Error(failed) } : {}) };
     });
