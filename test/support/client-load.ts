@@ -51,6 +51,88 @@ export class Loops {
   }
 }
 
+/**
+ * The slots open right now (MIGRATING on their source or IMPORTING on their target), read from
+ * every node's CLUSTER NODES in a loop while started, so that a client can aim at them; and how
+ * long each slot stayed open, as far as the polls saw (a poll round takes a few milliseconds).
+ */
+export class OpenSlots {
+  /** Open at the last poll. */
+  now: number[] = [];
+  /** When each slot open at the last poll was first seen open (this time round). */
+  private readonly since = new Map<number, number>();
+  /** Each time a slot was open, first to last poll that saw it so. */
+  private readonly episodes: number[] = [];
+  private readonly conns = new Map<number, Redis>();
+  private stopped = true;
+  private loop: Promise<void> = Promise.resolve();
+
+  constructor(private readonly ports: number[]) {}
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.loop = (async () => {
+      let lastAt = Date.now();
+      while (!this.stopped) {
+        const texts = await Promise.all(this.ports.map((p) => this.conn(p).call('CLUSTER', 'NODES').catch(() => '')));
+        const at = Date.now();
+        const open = new Set<number>();
+        for (const text of texts) {
+          const mine = String(text).split('\n').find((l) => l.includes('myself'));
+          for (const [, slot] of (mine ?? '').matchAll(/\[(\d+)-[<>]-/g)) open.add(Number(slot));
+        }
+        for (const [s, t] of this.since) {
+          if (open.has(s)) continue;
+          this.episodes.push(lastAt - t);
+          this.since.delete(s);
+        }
+        for (const s of open) if (!this.since.has(s)) this.since.set(s, at);
+        this.now = [...open];
+        lastAt = at;
+        // A pause between rounds: CLUSTER NODES of a cluster mid-move is long, and the nodes
+        // serve the move and the clients too.
+        await new Promise((res) => setTimeout(res, 10));
+      }
+      for (const t of this.since.values()) this.episodes.push(lastAt - t);
+      this.since.clear();
+      this.now = [];
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+    for (const c of this.conns.values()) c.disconnect();
+    this.conns.clear();
+  }
+
+  /** Forget the episodes seen so far. */
+  clear(): void {
+    this.episodes.length = 0;
+  }
+
+  /** A slot open at the last poll, at random; undefined when none is. */
+  pick(): number | undefined {
+    return this.now[Math.floor(Math.random() * this.now.length)];
+  }
+
+  /** How long slots stayed open each time one was (first to last poll that saw it; 0: one poll), ascending. */
+  durations(): number[] {
+    return [...this.episodes].sort((a, b) => a - b);
+  }
+
+  private conn(port: number): Redis {
+    let c = this.conns.get(port);
+    if (!c || c.status === 'end') {
+      c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      c.on('error', () => {});
+      this.conns.set(port, c);
+    }
+    return c;
+  }
+}
+
 export async function onNode<T>(port: number, fn: (r: Redis) => Promise<T>): Promise<T> {
   const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
   r.on('error', () => {});

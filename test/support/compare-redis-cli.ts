@@ -14,10 +14,10 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import { waitFor } from '../../src/apply/wait.js';
 import { rclusterBin } from '../integration/support.js';
-import { Loops, emptyTally, movedSlots, onNode, slotKeyReads, slotOwners, slotTag, type ReadTally } from './client-load.js';
+import { Loops, OpenSlots, emptyTally, movedSlots, onNode, slotKeyReads, slotOwners, slotTag, type ReadTally } from './client-load.js';
 import { everySlot, loadKeys } from './keys.js';
 
 const run = promisify(execFile);
@@ -60,47 +60,6 @@ interface Result {
   openMs: { slots: number; median: number; p90: number; max: number };
 }
 
-/** Poll every master's CLUSTER NODES for open slots (`[s->-id]`, `[s-<-id]`) until stopped. */
-function openSlotWatch(): { stop(): Promise<number[]> } {
-  const first = new Map<number, number>();
-  const last = new Map<number, number>();
-  let stopped = false;
-  // One connection a node, all polled at once, so that a poll round stays a few milliseconds.
-  const conns = new Map<number, Redis>();
-  const conn = (p: number) => {
-    let c = conns.get(p);
-    if (!c || c.status === 'end') {
-      c = new Redis({ host: '127.0.0.1', port: p, maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: false });
-      c.on('error', () => {});
-      conns.set(p, c);
-    }
-    return c;
-  };
-  const loop = (async () => {
-    while (!stopped) {
-      const texts = await Promise.all(PORTS.map((p) => conn(p).call('CLUSTER', 'NODES').catch(() => '')));
-      const now = Date.now();
-      for (const text of texts) {
-        const mine = String(text).split('\n').find((l) => l.includes('myself'));
-        for (const [, slot] of (mine ?? '').matchAll(/\[(\d+)-[<>]-/g)) {
-          const sl = Number(slot);
-          if (!first.has(sl)) first.set(sl, now);
-          last.set(sl, now);
-        }
-      }
-      await new Promise((r) => setTimeout(r, 2));
-    }
-    for (const c of conns.values()) c.disconnect();
-  })();
-  return {
-    stop: async () => {
-      stopped = true;
-      await loop;
-      return [...first].map(([sl, t]) => (last.get(sl) as number) - t).sort((a, b) => a - b);
-    },
-  };
-}
-
 /** Run the clients during `move`, and what they saw. */
 async function during(tool: string, direction: string, move: () => Promise<void>): Promise<Result> {
   const replicaClient = new Cluster(SEED, { scaleReads: 'slave' });
@@ -127,14 +86,16 @@ async function during(tool: string, direction: string, move: () => Promise<void>
   ];
   const before = await slotOwners(7721);
   const t0 = Date.now();
-  const watch = openSlotWatch();
+  const watch = new OpenSlots(PORTS);
+  watch.start();
   loops.forEach((l) => l.start());
   try {
     await move();
   } finally {
     await Promise.all(loops.map((l) => l.stop()));
   }
-  const open = await watch.stop();
+  await watch.stop();
+  const open = watch.durations();
   const pct = (q: number) => open[Math.min(open.length - 1, Math.floor(q * open.length))] ?? 0;
   const seconds = (Date.now() - t0) / 1000;
   const moved = movedSlots(before, await slotOwners(7721)).size;
