@@ -3,6 +3,7 @@
  * its heartbeats, stop it and collect its result, its exit and its stderr.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '../../../src/apply/wait.js';
@@ -54,6 +55,8 @@ export interface Stretch {
   longestStallMs: number;
   /** At the stretch's end, the operation in flight for a second or more, if any. */
   stuckIn?: string;
+  /** Set when the writer did not beat at the stretch's start or end: why. */
+  silent?: string;
 }
 
 export class WriterProcess {
@@ -66,6 +69,8 @@ export class WriterProcess {
   readonly stray: string[] = [];
   private readonly exited: Promise<Exit>;
   private lastAckAt = Date.now();
+  private lastBeatAt = Date.now();
+  private cpuAtBeat: number | undefined;
   private longestStallMs = 0;
 
   constructor(
@@ -106,6 +111,8 @@ export class WriterProcess {
       if (this.last === undefined || (msg.acked ?? 0) > this.last.acked) this.lastAckAt = now;
       this.longestStallMs = Math.max(this.longestStallMs, now - this.lastAckAt);
       this.last = msg as Heartbeat;
+      this.lastBeatAt = now;
+      this.cpuAtBeat = this.cpuSeconds();
     } else this.stray.push(line);
   }
 
@@ -123,13 +130,42 @@ export class WriterProcess {
     return this.last as Heartbeat;
   }
 
-  /** Start measuring a stretch; the returned function ends it. */
-  async stretch(): Promise<() => Promise<Stretch>> {
-    const start = await this.freshBeat();
+  /**
+   * The process's CPU time (user + system) in seconds, from /proc: a writer whose heartbeats
+   * stopped while this keeps growing is spinning, not waiting.
+   */
+  cpuSeconds(): number | undefined {
+    try {
+      const stat = readFileSync(`/proc/${this.child.pid}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Why no heartbeat came (exited, or alive and silent: spinning or blocked). */
+  whySilent(): string {
+    if (this.exit) return `exited ${JSON.stringify(this.exit)}; stderr: ${this.stderr.slice(-2000)}`;
+    const since = ((Date.now() - this.lastBeatAt) / 1000).toFixed(1);
+    const cpu = this.cpuSeconds();
+    const used = cpu !== undefined && this.cpuAtBeat !== undefined ? `, ${(cpu - this.cpuAtBeat).toFixed(1)} s of CPU used since` : '';
+    return `last heartbeat ${since} s ago (#${this.last?.hb ?? 0}${this.last?.pending ? `, in ${this.last.pending}` : ''})${used}`;
+  }
+
+  /**
+   * Start measuring a stretch; the returned function ends it. A writer that does not beat within
+   * `timeoutMs` at either end (exited, or its event loop held) gives a stretch marked `silent`,
+   * so that the other writers' stretches still count.
+   */
+  async stretch(timeoutMs = 3000): Promise<() => Promise<Stretch>> {
+    const beat = async () => this.freshBeat(timeoutMs).catch(() => undefined);
+    const start = await beat();
     this.longestStallMs = 0;
     this.lastAckAt = Date.now();
     return async () => {
-      const end = await this.freshBeat();
+      const end = await beat();
+      if (!start || !end) return { ops: 0, acked: 0, failed: 0, readWrong: 0, errors: [], longestStallMs: this.longestStallMs, silent: this.whySilent() };
       return {
         ops: end.ops - start.ops,
         acked: end.acked - start.acked,
@@ -148,9 +184,10 @@ export class WriterProcess {
    * still running after `timeoutMs` (stuck in an operation that never settles) is killed, and
    * `hung` says so.
    */
-  async stop(timeoutMs: number): Promise<{ result: Result | undefined; exit: Exit; hung: boolean }> {
+  async stop(timeoutMs: number): Promise<{ result: Result | undefined; exit: Exit; hung: boolean; why?: string }> {
     this.child.stdin.end();
     let hung = false;
+    let why: string | undefined;
     try {
       await waitFor(`the ${this.library} writer to read back its keys and exit`, async () => (this.exit ? true : `last heartbeat ${JSON.stringify(this.last)}`), {
         timeoutMs,
@@ -158,10 +195,11 @@ export class WriterProcess {
       });
     } catch {
       hung = true;
+      why = this.whySilent();
       this.child.kill('SIGKILL');
     }
     const exit = await this.exited;
-    return { result: this.result, exit, hung };
+    return { result: this.result, exit, hung, ...(why !== undefined ? { why } : {}) };
   }
 
   /** For cleanup after a failure: a writer still running is killed. */

@@ -84,6 +84,7 @@ async function stopNode(port: number): Promise<void> {
 }
 
 function account(w: WriterProcess, s: Stretch): string {
+  if (s.silent) return `${w.library}: ${s.silent}`;
   const errors = s.errors.length > 0 ? ` errors: ${s.errors.join(' | ')}` : '';
   return `${w.library}: ops +${s.ops}, acked +${s.acked}, failed +${s.failed}, read wrong +${s.readWrong}, longest stall ${s.longestStallMs} ms${s.stuckIn ? `, stuck in ${s.stuckIn}` : ''}${errors}`;
 }
