@@ -8,10 +8,14 @@ import { answers, localSpec, ports, rcluster, redisCli, withNode } from './suppo
 // Issue 14: applications must not see a scale-out or a scale-in. Three real client libraries, each
 // in its own process with its library's default cluster settings (see
 // test/support/clients/writer.ts), write and read throughout five scale-outs of a 3-master cluster
-// onto a fresh 4th master and the scale-ins that drain it again. redis-py 4.3.4 (Debian's) follows
-// a MOVED to a node it does not know yet but not an ASK: an application using it got an
-// AttributeError when many slots were migrating towards the new node at once (redis-py #4015).
-// Each cycle's new node is on a port no client has seen, as a new master is in production.
+// onto a fresh 4th master and the scale-ins that drain it again. A node that owns no slot yet is
+// not in CLUSTER SLOTS: redis-py 4.3.4 (Debian's) follows a MOVED to a node it does not know but
+// not an ASK (an AttributeError at the application, redis-py #4015), and node-redis 5 rejects an
+// ASK it cannot find in a fresh CLUSTER SLOTS ('Cannot find node'); both showed when many slots
+// migrated towards the new node at once. On the way back, a client whose slot map still names the
+// drained node reaches it after it left: reset, it answers CLUSTERDOWN; stopped, node-redis queues
+// the command for a reconnect that never comes. Each cycle's new node is on a port no client has
+// seen, as a new master is in production; five cycles, as the failures are a matter of chance.
 const PORTS = ports(7701, 8);
 const BASE = PORTS.slice(0, 3);
 const FRESH = PORTS.slice(3);
