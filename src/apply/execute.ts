@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import pLimit from 'p-limit';
 import { ApplyError, HostError } from '../errors.js';
 import type { HostDriver } from '../hosts/driver.js';
-import { connectNode, splitAddress } from '../live/connect.js';
+import { connectNode, RCLUSTER_CONNECTION_NAME, splitAddress } from '../live/connect.js';
 import { credentials, scrubSecrets } from '../live/auth.js';
 import { parseClusterNodes, parseInfo } from '../live/parse.js';
 import type { SlotRange } from '../live/types.js';
@@ -336,8 +336,10 @@ async function migrate(from: string, to: string, slots: number[], ctx: StepConte
  */
 async function removeNode(step: Extract<Step, { kind: 'remove_node' }>, ctx: StepContext): Promise<void> {
   const id = String(await ctx.pool.call(step.node, 'CLUSTER', 'MYID'));
-  if (id === step.id) await ctx.pool.call(step.node, 'CLUSTER', 'RESET', 'SOFT');
-  else {
+  if (id === step.id) {
+    if (step.clientsWaitMs) await clientsLeft(step.node, step.clientsWaitMs, ctx);
+    await ctx.pool.call(step.node, 'CLUSTER', 'RESET', 'SOFT');
+  } else {
     // Another id: reset already, or another node entirely. Only an empty node that knows no
     // one is ours to stop.
     const [nodes, keys] = await Promise.all([ctx.pool.call(step.node, 'CLUSTER', 'NODES'), ctx.pool.call(step.node, 'DBSIZE')]);
@@ -355,6 +357,25 @@ async function removeNode(step: Extract<Step, { kind: 'remove_node' }>, ctx: Ste
   } else {
     await stopNode(step.node, { discard: false });
   }
+}
+
+/**
+ * Until no client but rcluster's own and the node's replication links uses `address` (CLIENT
+ * LIST), for `ms` at most (CLIENTS_LEAVE_MS says why). rcluster's own are named
+ * "rcluster", and its tools' (its tests' observers) "rcluster-…". Not a failure when some stay: the
+ * plan said they are cut off then. A node that refuses CLIENT LIST is not waited for.
+ */
+async function clientsLeft(address: string, ms: number, ctx: StepContext): Promise<void> {
+  const ours = new RegExp(` name=${RCLUSTER_CONNECTION_NAME}(-\\S*)? `);
+  const clients = async (): Promise<true | string> => {
+    const list = String(await ctx.pool.call(address, 'CLIENT', 'LIST', 'TYPE', 'normal'));
+    // A client still routing commands here sends them (and gets -MOVED, then refreshes its
+    // map); a connection that has sent nothing for a second belongs to one that no longer does
+    // (redis-py keeps such a connection until it rebuilds its map).
+    const active = list.split('\n').filter((l) => l.trim() !== '' && !ours.test(l) && Number(/ idle=(\d+)/.exec(l)?.[1] ?? 0) < 1);
+    return active.length === 0 || `${active.length} client connection(s) still in use`;
+  };
+  await waitFor(`${address}: clients to leave`, clients, { timeoutMs: ms }).catch(() => {});
 }
 
 /** Apply makes exactly the edits the plan showed. */

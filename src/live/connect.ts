@@ -41,6 +41,9 @@ export function splitAddress(address: string): { host: string; port: number } {
   return { host: address.slice(0, i), port: Number(address.slice(i + 1)) };
 }
 
+/** CLIENT SETNAME of every connection rcluster makes. */
+export const RCLUSTER_CONNECTION_NAME = 'rcluster';
+
 /**
  * A plain (non-cluster) connection to one node. rcluster talks to each node directly and never
  * follows redirects: it must see what each node itself believes. No retries, so that an absent
@@ -65,6 +68,9 @@ export async function connectNode(address: string, opts: ConnectOptions = {}): P
     enableReadyCheck: false,
     retryStrategy: () => null,
     reconnectOnError: () => false,
+    // So that a node's CLIENT LIST tells rcluster's own connections from its clients' (a node
+    // to be removed waits for its clients to leave).
+    connectionName: RCLUSTER_CONNECTION_NAME,
   });
   // connect() only says "Connection is closed."; the reason arrives as an 'error' event.
   let reason: unknown;

@@ -11,7 +11,7 @@ import { nodeState, safeRestart, type NodeState } from './nodeState.js';
 import { planShards } from './shards.js';
 import { SLOT_COUNT, slotList, toRanges } from './slots.js';
 import { solveSlots } from './solver.js';
-import { JOIN_NODE_TIMEOUT_MS, type DownNode, type NodeRole, type Plan, type Step } from './types.js';
+import { CLIENTS_LEAVE_MS, JOIN_NODE_TIMEOUT_MS, type DownNode, type NodeRole, type Plan, type Step } from './types.js';
 
 /**
  * diff(desired, live) -> Plan. Pure: the only inputs are the spec and what inspection read.
@@ -343,7 +343,16 @@ function removals(desired: DesiredCluster, leaving: LeavingNode[]): Step[] {
   };
   return [
     ...leaving.map(
-      (l): Step => ({ kind: 'remove_node', node: l.address, id: l.id, stop: desired.connection !== 'none', reachable: l.reachable, ...(l.wasReset ? { wasReset: true } : {}), ...service(l.address) }),
+      (l): Step => ({
+        kind: 'remove_node',
+        node: l.address,
+        id: l.id,
+        stop: desired.connection !== 'none',
+        reachable: l.reachable,
+        ...(l.wasReset ? { wasReset: true } : {}),
+        ...service(l.address),
+        ...(l.reachable ? { clientsWaitMs: CLIENTS_LEAVE_MS } : {}),
+      }),
     ),
     ...leaving.map((l): Step => ({ kind: 'forget_node', node: l.address, id: l.id, via })),
   ];

@@ -76,7 +76,7 @@ export type Step =
    * (connection local and ssh); forget_node follows. `reachable` false: it is down and is only
    * forgotten; `wasReset`: its saved state shows it was reset before it stopped.
    */
-  | { kind: 'remove_node'; node: string; id: string; stop: boolean; reachable: boolean; wasReset?: boolean; service?: string };
+  | { kind: 'remove_node'; node: string; id: string; stop: boolean; reachable: boolean; wasReset?: boolean; service?: string; clientsWaitMs?: number };
 
 export type StepKind = Step['kind'];
 
@@ -154,3 +154,12 @@ export const MIGRATION_WINDOW = 32;
  * do not know.
  */
 export const RAMP_RATIO = 32;
+
+/**
+ * How long a node to be removed waits for its clients to leave before it is reset and stopped.
+ * A cluster client whose slot map still names it sends it commands: answered -MOVED while it is
+ * a member, they fail once it is reset (CLUSTERDOWN) or stopped (node-redis then waits on it
+ * for ever). A client refreshes its map on the first -MOVED, and drops the node. Connections
+ * that stay longer (a per-node exporter, a redis-cli session) are cut when it stops.
+ */
+export const CLIENTS_LEAVE_MS = 10_000;

@@ -53,7 +53,7 @@ export function describeStep(step: Step): string {
       return `forget ${step.node} (${step.id.slice(0, 8)}) on ${step.via.length} node(s)`;
     case 'remove_node':
       return step.reachable
-        ? `reset ${step.node} (CLUSTER RESET SOFT)${step.stop ? ` and stop it${via(step.service)}` : ''}, so that it can be re-added cleanly`
+        ? `reset ${step.node} (CLUSTER RESET SOFT)${step.stop ? ` and stop it${via(step.service)}` : ''}, so that it can be re-added cleanly${step.clientsWaitMs ? `, once no client uses it any more (${step.clientsWaitMs / 1000} s at most)` : ''}`
         : step.wasReset
           ? `${step.node} is stopped, and was reset before it stopped (its saved state knows no other node): it is only forgotten`
           : `${step.node} does not answer: it is only forgotten; reset it (CLUSTER RESET HARD) before it comes back`;

@@ -74,18 +74,46 @@ function account(w: WriterProcess, s: Stretch): string {
 }
 
 /**
+ * The redirects each node answered so far (INFO errorstats): how many -ASK the clients met against
+ * -MOVED is the exposure the window and the ramp bound. A node stopped by the apply (a scale-in's)
+ * takes its counts with it: those are left out.
+ */
+type Redirects = Map<number, Record<'ASK' | 'MOVED' | 'TRYAGAIN', number>>;
+async function redirects(): Promise<Redirects> {
+  const out: Redirects = new Map();
+  for (const p of PORTS) {
+    if (!(await answers(p))) continue;
+    const stats = await withNode(p, (r) => r.info('errorstats'));
+    const count = (k: string) => Number(new RegExp(`errorstat_${k}:count=(\\d+)`).exec(stats)?.[1] ?? 0);
+    out.set(p, { ASK: count('ASK'), MOVED: count('MOVED'), TRYAGAIN: count('TRYAGAIN') });
+  }
+  return out;
+}
+
+function redirectsMet(before: Redirects, after: Redirects): string {
+  const sum = { ASK: 0, MOVED: 0, TRYAGAIN: 0 };
+  for (const [p, a] of after) {
+    const b = before.get(p) ?? { ASK: 0, MOVED: 0, TRYAGAIN: 0 };
+    for (const k of Object.keys(sum) as (keyof typeof sum)[]) sum[k] += a[k] - b[k];
+  }
+  return `${sum.ASK} ASK, ${sum.MOVED} MOVED, ${sum.TRYAGAIN} TRYAGAIN`;
+}
+
+/**
  * Apply the spec while every writer runs; the apply must succeed, every writer must have kept
  * writing through it (acknowledged writes during the apply), and none may have seen a failure.
  */
 async function applyWhileWriting(phase: string, nodes: number[], masters: number): Promise<string> {
   writeSpec(nodes, masters);
   const ends = await Promise.all(writers.map((w) => w.stretch()));
+  const before = await redirects();
   const started = Date.now();
   const r = await rcluster('apply', '-f', spec.file, '--auto-approve', '--wait-timeout', '25000');
   const seconds = ((Date.now() - started) / 1000).toFixed(1);
   const stretches = await Promise.all(ends.map((end) => end()));
   const lines = writers.map((w, i) => account(w, stretches[i] as Stretch));
-  const entry = `${phase} (apply ${seconds} s, exit ${r.code}):\n  ${lines.join('\n  ')}`;
+  const after = await redirects();
+  const entry = `${phase} (apply ${seconds} s, exit ${r.code}; the nodes that stay answered ${redirectsMet(before, after)}):\n  ${lines.join('\n  ')}`;
   log.push(entry);
   console.log(entry);
 

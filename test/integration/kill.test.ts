@@ -263,7 +263,7 @@ describe('apply killed with -9 anywhere (300k keys): the next plan shows the rep
     expect(pairs[0]?.to).toBe(addr(target));
     expect(pairs[0]?.keys).toBeGreaterThanOrEqual(left);
     expect(lines.slice(-2)).toEqual([
-      `- reset ${addr(P4)} (CLUSTER RESET SOFT) and stop it, so that it can be re-added cleanly`,
+      `- reset ${addr(P4)} (CLUSTER RESET SOFT) and stop it, so that it can be re-added cleanly, once no client uses it any more (10 s at most)`,
       `- forget ${addr(P4)} (${id4.slice(0, 8)}) on 3 node(s)`,
     ]);
 
@@ -402,7 +402,7 @@ describe('apply killed with -9 anywhere (300k keys): the next plan shows the rep
     const { lines } = await planLines();
     expect(lines, lines.join('\n')).toHaveLength(2);
     expect(lines[0]).toMatch(
-      new RegExp(`^- (reset ${addr(gone)} \\(CLUSTER RESET SOFT\\) and stop it, so that it can be re-added cleanly|${addr(gone)} is stopped, and was reset before it stopped .*: it is only forgotten)$`),
+      new RegExp(`^- (reset ${addr(gone)} \\(CLUSTER RESET SOFT\\) and stop it, so that it can be re-added cleanly, once no client uses it any more \\(10 s at most\\)|${addr(gone)} is stopped, and was reset before it stopped .*: it is only forgotten)$`),
     );
     expect(lines[1]).toBe(`- forget ${addr(gone)} (${goneId.slice(0, 8)}) on 3 node(s)`);
 

@@ -74,7 +74,7 @@ function watch(newPort: number, clients: Map<number, Redis>): { stop: () => Prom
 }
 
 async function applyWatched(newPort: number): Promise<{ out: string; samples: Sample[] }> {
-  const clients = new Map(PORTS.map((p) => [p, new Redis({ host: '127.0.0.1', port: p, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 10 })]));
+  const clients = new Map(PORTS.map((p) => [p, new Redis({ host: '127.0.0.1', port: p, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => 10, connectionName: 'rcluster-observer' })]));
   for (const c of clients.values()) c.on('error', () => {});
   try {
     const watcher = watch(newPort, clients);

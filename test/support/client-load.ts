@@ -125,7 +125,9 @@ export class OpenSlots {
   private conn(port: number): Redis {
     let c = this.conns.get(port);
     if (!c || c.status === 'end') {
-      c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      // Named as rcluster's own tools are: a node being removed does not wait for this watcher
+      // to leave, as it waits for the clients under test.
+      c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 0, retryStrategy: () => null, connectionName: 'rcluster-observer' });
       c.on('error', () => {});
       this.conns.set(port, c);
     }

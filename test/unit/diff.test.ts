@@ -4,7 +4,7 @@ import { PlanError } from '../../src/errors.js';
 import type { LiveCluster, LiveNode } from '../../src/live/types.js';
 import { computePlan } from '../../src/plan/diff.js';
 import { fingerprint, nodeFingerprints } from '../../src/plan/fingerprint.js';
-import type { Plan, Step, StepKind } from '../../src/plan/types.js';
+import { CLIENTS_LEAVE_MS, type Plan, type Step, type StepKind } from '../../src/plan/types.js';
 import { countSlots, parseClusterNodes } from '../../src/live/parse.js';
 import { renderPlan } from '../../src/render/plan.js';
 import {
@@ -335,10 +335,10 @@ describe('computePlan: a running cluster', () => {
     // Reset and stopped first: an apply killed in between leaves it listed by the cluster, so the
     // next plan still sees it (forgotten first, it was left running where no plan looks).
     expect(plan.steps).toEqual([
-      { kind: 'remove_node', node: N7, id, stop: true, reachable: true },
+      { kind: 'remove_node', node: N7, id, stop: true, reachable: true, clientsWaitMs: CLIENTS_LEAVE_MS },
       { kind: 'forget_node', node: N7, id, via: A },
     ]);
-    expect(renderPlan(plan)).toContain(`- reset ${N7} (CLUSTER RESET SOFT) and stop it, so that it can be re-added cleanly\n    - forget ${N7} (${id.slice(0, 8)}) on 6 node(s)`);
+    expect(renderPlan(plan)).toContain(`- reset ${N7} (CLUSTER RESET SOFT) and stop it, so that it can be re-added cleanly, once no client uses it any more (10 s at most)\n    - forget ${N7} (${id.slice(0, 8)}) on 6 node(s)`);
   });
 
   // A removal cut off after the reset and stop, before the nodes that stay forgot the node (an
@@ -648,7 +648,7 @@ describe('computePlan: day-2 changes', () => {
     const id1 = live.nodes.find((n) => n.address === N1)?.id as string;
     expect(plan.steps).toEqual([
       { kind: 'failover', node: N4, master: N1 },
-      { kind: 'remove_node', node: N1, id: id1, stop: true, reachable: true },
+      { kind: 'remove_node', node: N1, id: id1, stop: true, reachable: true, clientsWaitMs: CLIENTS_LEAVE_MS },
       { kind: 'forget_node', node: N1, id: id1, via: [N2, N3, N4, N5, N6] },
     ]);
     expect(masters(plan).map((m) => m.node)).toEqual([N4, N2, N3]);
@@ -665,7 +665,7 @@ describe('computePlan: day-2 changes', () => {
     const plan = computePlan(spec([N2, N3, N4, N5, N6], { masters: 3 }), live, NOW);
     const id1 = live.nodes.find((n) => n.address === N1)?.id as string;
     expect(plan.steps).toEqual([
-      { kind: 'remove_node', node: N1, id: id1, stop: true, reachable: true },
+      { kind: 'remove_node', node: N1, id: id1, stop: true, reachable: true, clientsWaitMs: CLIENTS_LEAVE_MS },
       { kind: 'forget_node', node: N1, id: id1, via: [N2, N3, N4, N5, N6] },
     ]);
     expect(masters(plan).map((m) => [m.node, countSlots(m.slots as never)])).toEqual([
