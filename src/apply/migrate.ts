@@ -641,22 +641,28 @@ class HandOvers {
         if (err) failed.set(e, new Error(`${target}: CLUSTER SETSLOT ${e.slot} NODE: ${err.message}`));
       });
       // Then each source, which otherwise answers -ASK for them until the target's announcement
-      // reaches it, behind its queued batches: the reply is what says it has let them go.
+      // reaches it, behind its queued batches: the reply is what says it has let them go. The
+      // next group goes to the target meanwhile: waiting here for a source busy with its next
+      // batch held every other source's hand-overs up.
       const bySource = new Map<string, HandOver[]>();
-      for (const e of group.filter((x) => !failed.has(x))) bySource.set(e.job.from.address, [...(bySource.get(e.job.from.address) ?? []), e]);
-      await Promise.all(
-        [...bySource].map(async ([source, entries]) => {
-          const r = await exec(
-            (entries[0] as HandOver).c.sourceControl,
-            entries.map((e) => ['CLUSTER', 'SETSLOT', e.slot, 'NODE', e.job.to.id]),
-          ).catch((err: Error) => entries.map((): [Error, null] => [err, null]));
-          entries.forEach((e, i) => {
-            const err = r[i]?.[0];
-            if (err) failed.set(e, new Error(`${source}: CLUSTER SETSLOT ${e.slot} NODE: ${err.message}`));
-          });
-        }),
-      );
-      for (const e of group) e.done(failed.get(e));
+      for (const e of group) {
+        const err = failed.get(e);
+        if (err) e.done(err);
+        else bySource.set(e.job.from.address, [...(bySource.get(e.job.from.address) ?? []), e]);
+      }
+      for (const [source, entries] of bySource) {
+        void exec(
+          (entries[0] as HandOver).c.sourceControl,
+          entries.map((e) => ['CLUSTER', 'SETSLOT', e.slot, 'NODE', e.job.to.id]),
+        )
+          .catch((err: Error) => entries.map((): [Error, null] => [err, null]))
+          .then((r) =>
+            entries.forEach((e, i) => {
+              const err = r[i]?.[0];
+              e.done(err ? new Error(`${source}: CLUSTER SETSLOT ${e.slot} NODE: ${err.message}`) : undefined);
+            }),
+          );
+      }
     }
   }
 }

@@ -140,10 +140,11 @@ export const JOIN_NODE_TIMEOUT_MS = 500;
 /**
  * Slots in flight from one source at once (in MIGRATING, or about to be), over all its moves:
  * only these can answer clients -ASK. They move in two groups of half as many, each in one
- * script and handed over in one pipeline. Measured on 1M keys (npm run bench's data, a 2-core
- * machine): with 8 or 16 a scale-in cost 2-3 times the nodes' CPU and time of the rounds of 256
- * slots this replaced (each group costs every node a nodes.conf save, and most an fsync); with
- * 32 it cost the same.
+ * script and handed over in one pipeline: each group costs every node whose slots change a
+ * nodes.conf save (and most an fsync), so smaller groups cost more. Measured with npm run bench
+ * (250k keys move, a 2-core machine): with 8 or 16 a scale-in took 2-3 times the time and node
+ * CPU of the rounds of 256 slots this replaced; with 32 its moves took 2.6 s (3.0 s before) and
+ * a scale-out's 2.5 s (2.1 s before, the ramp included).
  */
 export const MIGRATION_WINDOW = 32;
 
