@@ -66,7 +66,7 @@ function migrationLines(plan: Plan): string[] {
   if (moves.length === 0) return [];
   const out = [
     '',
-    `  Slots move one at a time from each source, at most ${MIGRATION_WINDOW} in MIGRATING on a source at once (each answers clients -ASK until it is handed over).`,
+    `  Slots move in groups of ${MIGRATION_WINDOW / 2} from each source, at most ${MIGRATION_WINDOW} in MIGRATING on a source at once (a moved slot answers clients -ASK until it is handed over).`,
   ];
   const ramps = new Set(plan.steps.flatMap((s) => (s.kind === 'migrate_slots' && s.newTarget ? [s.to] : [])));
   for (const to of ramps) {

@@ -5,9 +5,9 @@ import calculateSlot from 'cluster-key-slot';
 import { Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/apply/wait.js';
-import { Loops, OpenSlots, emptyTally, movedSlots, onNode, slotKeyReads, slotOwners, slotTag } from '../support/client-load.js';
+import { Loops, OpenSlots, emptyTally, movedSlots, slotKeyReads, slotOwners, slotTag } from '../support/client-load.js';
 import { badKeys, everySlot, loadKeys } from '../support/keys.js';
-import { answers, localSpec, ports, rcluster, redisCli } from './support.js';
+import { answers, localSpec, ports, rcluster, redisCli, withNode } from './support.js';
 
 // Issue 14, scope item 3: what a real cluster client sees while rcluster moves slots under it.
 // Each case runs its client during a scale-out to a 4th master and the scale-in back (drain and
@@ -108,14 +108,14 @@ async function errorStats(on: number[]): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   for (const p of on) {
     if (!(await answers(p))) continue;
-    const info = await onNode(p, (r) => r.info('errorstats'));
+    const info = await withNode(p, (r) => r.info('errorstats'));
     for (const [, kind, n] of info.matchAll(/errorstat_(\w+):count=(\d+)/g)) out.set(kind as string, (out.get(kind as string) ?? 0) + Number(n));
   }
   return out;
 }
 
 async function resetStats(on: number[]): Promise<void> {
-  for (const p of on) if (await answers(p)) await onNode(p, (r) => r.call('CONFIG', 'RESETSTAT'));
+  for (const p of on) if (await answers(p)) await withNode(p, (r) => r.call('CONFIG', 'RESETSTAT'));
 }
 
 function add(into: Map<string, number>, from: Map<string, number>): void {
@@ -175,7 +175,7 @@ async function expectSettled(): Promise<void> {
 
 /** The master each node serves slots for: itself, or the one it replicates. */
 async function shardOf(port: number): Promise<number> {
-  const info = await onNode(port, (r) => r.info('replication'));
+  const info = await withNode(port, (r) => r.info('replication'));
   return Number(/master_port:(\d+)/.exec(info)?.[1] ?? port);
 }
 
@@ -184,7 +184,7 @@ async function scanNodes(on: number[], pattern: string): Promise<Map<number, Set
   const out = new Map<number, Set<string>>();
   for (const p of on) {
     const seen = new Set<string>();
-    await onNode(p, async (r) => {
+    await withNode(p, async (r) => {
       let cursor = '0';
       do {
         const [next, names] = await r.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
@@ -205,7 +205,7 @@ async function replicasCaughtUp(): Promise<void> {
       for (const p of BASE) {
         const master = await shardOf(p);
         if (master === p) continue;
-        const [mine, theirs] = await Promise.all([onNode(p, (r) => r.dbsize()), onNode(master, (r) => r.dbsize())]);
+        const [mine, theirs] = await Promise.all([withNode(p, (r) => r.dbsize()), withNode(master, (r) => r.dbsize())]);
         if (mine !== theirs) return `${addr(p)} holds ${mine} keys, its master ${theirs}`;
       }
       return true;
@@ -220,7 +220,7 @@ async function dropKeys(pattern: string): Promise<void> {
     if ((await shardOf(p)) !== p || names.size === 0) continue;
     const list = [...names];
     // One key a command: a node refuses keys of different slots in one (CROSSSLOT).
-    await onNode(p, async (r) => {
+    await withNode(p, async (r) => {
       const pipe = r.pipeline();
       for (const k of list) pipe.unlink(k);
       await pipe.exec();
@@ -257,7 +257,7 @@ async function getCalls(on: number[]): Promise<number> {
   let n = 0;
   for (const p of on) {
     if (!(await answers(p)) || (await shardOf(p)) === p) continue;
-    n += Number(/cmdstat_get:calls=(\d+)/.exec(await onNode(p, (r) => r.info('commandstats')))?.[1] ?? 0);
+    n += Number(/cmdstat_get:calls=(\d+)/.exec(await withNode(p, (r) => r.info('commandstats')))?.[1] ?? 0);
   }
   return n;
 }
@@ -478,7 +478,7 @@ describe('what a cluster client sees while rcluster moves slots (scale-out to 4 
         'every node to hold no key with a TTL',
         async () => {
           for (const p of BASE) {
-            const expires = Number(/expires=(\d+)/.exec(await onNode(p, (r) => r.info('keyspace')))?.[1] ?? 0);
+            const expires = Number(/expires=(\d+)/.exec(await withNode(p, (r) => r.info('keyspace')))?.[1] ?? 0);
             if (expires > 0) return `${addr(p)} holds ${expires} key(s) with a TTL`;
           }
           return true;

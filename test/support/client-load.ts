@@ -6,6 +6,7 @@
  */
 import { Redis } from 'ioredis';
 import { slotKeyName } from './keys.js';
+import { withNode } from '../integration/support.js';
 
 /** The hash tag of slot s's own key (`s:{<tag>}` of test/support/keys.ts): any `…{<tag>}…` lands in s. */
 export function slotTag(slot: number): string {
@@ -135,20 +136,9 @@ export class OpenSlots {
   }
 }
 
-export async function onNode<T>(port: number, fn: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  r.on('error', () => {});
-  await r.connect();
-  try {
-    return await fn(r);
-  } finally {
-    r.disconnect();
-  }
-}
-
 /** The port of the master owning each slot, as `seed` sees it. */
 export async function slotOwners(seed: number): Promise<number[]> {
-  const slots = (await onNode(seed, (r) => r.call('CLUSTER', 'SLOTS'))) as [number, number, [string, number]][];
+  const slots = (await withNode(seed, (r) => r.call('CLUSTER', 'SLOTS'))) as [number, number, [string, number]][];
   const owner = new Array<number>(16384).fill(0);
   for (const [start, end, [, port]] of slots) for (let s = start; s <= end; s++) owner[s] = port;
   return owner;
@@ -170,14 +160,14 @@ export function movedSlots(before: number[], after: number[]): Set<number> {
 export async function errorReplies(portsToRead: number[], kind: string): Promise<number> {
   let total = 0;
   for (const p of portsToRead) {
-    const info = await onNode(p, (r) => r.info('errorstats'));
+    const info = await withNode(p, (r) => r.info('errorstats'));
     total += Number(new RegExp(`errorstat_${kind}:count=(\\d+)`).exec(info)?.[1] ?? 0);
   }
   return total;
 }
 
 export async function resetStats(portsToReset: number[]): Promise<void> {
-  await Promise.all(portsToReset.map((p) => onNode(p, (r) => r.call('CONFIG', 'RESETSTAT'))));
+  await Promise.all(portsToReset.map((p) => withNode(p, (r) => r.call('CONFIG', 'RESETSTAT'))));
 }
 
 /** What replica reads of keys that never change returned. */

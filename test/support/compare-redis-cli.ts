@@ -16,8 +16,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Cluster } from 'ioredis';
 import { waitFor } from '../../src/apply/wait.js';
-import { rclusterBin } from '../integration/support.js';
-import { Loops, OpenSlots, emptyTally, movedSlots, onNode, slotKeyReads, slotOwners, slotTag, type ReadTally } from './client-load.js';
+import { rclusterBin, withNode } from '../integration/support.js';
+import { Loops, OpenSlots, emptyTally, movedSlots, slotKeyReads, slotOwners, slotTag, type ReadTally } from './client-load.js';
 import { everySlot, loadKeys } from './keys.js';
 
 const run = promisify(execFile);
@@ -38,7 +38,7 @@ async function cli(...args: string[]): Promise<string> {
 }
 
 async function idOf(port: number): Promise<string> {
-  return String(await onNode(port, (r) => r.call('CLUSTER', 'MYID')));
+  return String(await withNode(port, (r) => r.call('CLUSTER', 'MYID')));
 }
 
 async function checkClean(): Promise<true | string> {
@@ -129,7 +129,7 @@ async function startNode(port: number): Promise<void> {
     '--cluster-node-timeout', '5000', '--cluster-announce-ip', '127.0.0.1', '--dir', d, '--daemonize', 'yes',
     '--save', '', '--appendonly', 'no', '--logfile', join(d, 'redis.log'), '--pidfile', join(d, 'redis.pid'),
   ]);
-  await waitFor(`${addr(port)} to answer`, async () => ((await onNode(port, (r) => r.ping())) === 'PONG' ? true : 'no PONG'), { timeoutMs: 5000 });
+  await waitFor(`${addr(port)} to answer`, async () => ((await withNode(port, (r) => r.ping())) === 'PONG' ? true : 'no PONG'), { timeoutMs: 5000 });
 }
 
 const results: Result[] = [];
@@ -151,11 +151,11 @@ try {
     await cli('--cluster', 'add-node', addr(7727), addr(7721));
     const new7727 = await idOf(7727);
     await waitFor('7727 known to all', async () => {
-      for (const p of BASE) if (!new RegExp(`^${new7727} \\S+ master \\S+ \\S+ \\S+ \\S+ connected`, 'm').test(String(await onNode(p, (r) => r.call('CLUSTER', 'NODES'))))) return `${addr(p)} does not know 7727 yet`;
+      for (const p of BASE) if (!new RegExp(`^${new7727} \\S+ master \\S+ \\S+ \\S+ \\S+ connected`, 'm').test(String(await withNode(p, (r) => r.call('CLUSTER', 'NODES'))))) return `${addr(p)} does not know 7727 yet`;
       return checkClean();
     }, { timeoutMs: 20_000 });
     await cli('--cluster', 'add-node', addr(7728), addr(7721), '--cluster-slave', '--cluster-master-id', await idOf(7727));
-    await waitFor('7728 in sync', async () => ((await onNode(7728, (r) => r.info('replication'))).includes('master_link_status:up') ? checkClean() : 'link down'), { timeoutMs: 20_000 });
+    await waitFor('7728 in sync', async () => ((await withNode(7728, (r) => r.info('replication'))).includes('master_link_status:up') ? checkClean() : 'link down'), { timeoutMs: 20_000 });
     results.push(await during('redis-cli', 'out', async () => void (await cli('--cluster', 'rebalance', addr(7721), '--cluster-use-empty-masters'))));
     await waitFor('check clean', checkClean, { timeoutMs: 20_000 });
     const id7727 = await idOf(7727);
@@ -163,15 +163,15 @@ try {
     await cli('--cluster', 'del-node', addr(7721), await idOf(7728));
     await cli('--cluster', 'del-node', addr(7721), id7727);
     // del-node resets the nodes but leaves them running; the next round starts them afresh.
-    for (const p of [7727, 7728]) await onNode(p, (r) => r.call('SHUTDOWN', 'NOSAVE')).catch(() => {});
-    await waitFor('7727 and 7728 stopped', async () => ((await Promise.all([7727, 7728].map((p) => onNode(p, (r) => r.ping()).catch(() => 'gone')))).every((x) => x === 'gone') ? true : 'still up'), { timeoutMs: 5000 });
+    for (const p of [7727, 7728]) await withNode(p, (r) => r.call('SHUTDOWN', 'NOSAVE')).catch(() => {});
+    await waitFor('7727 and 7728 stopped', async () => ((await Promise.all([7727, 7728].map((p) => withNode(p, (r) => r.ping()).catch(() => 'gone')))).every((x) => x === 'gone') ? true : 'still up'), { timeoutMs: 5000 });
     rmSync(join(dir, '7727'), { recursive: true, force: true });
     rmSync(join(dir, '7728'), { recursive: true, force: true });
     await waitFor('check clean', checkClean, { timeoutMs: 20_000 });
     for (const r of results.slice(-4)) console.log(JSON.stringify(r));
   }
 } finally {
-  for (const p of [7727, 7728]) await onNode(p, (r) => r.call('SHUTDOWN', 'NOSAVE')).catch(() => {});
+  for (const p of [7727, 7728]) await withNode(p, (r) => r.call('SHUTDOWN', 'NOSAVE')).catch(() => {});
   writeSpec(BASE, 3);
   await rclusterBin(['destroy', '-f', file, '--auto-approve']);
   rmSync(dir, { recursive: true, force: true });
