@@ -294,8 +294,8 @@ export class ClassicMigrator implements SlotMigrator {
   }
 
   /**
-   * Each slot on its own: it enters MIGRATING just before its first batch and is handed over
-   * right after its last, while the next slots of the window keep the source busy.
+   * Groups of slots within the window: a group enters MIGRATING in the script that moves its
+   * keys and is handed over right after, while the next group keeps the source busy.
    */
   async migrate(job: MigrationJob, onProgress: (p: MigrationProgress) => void): Promise<MigrationProgress> {
     const progress: MigrationProgress = { slotsDone: 0, slotsTotal: job.slots.length, keysMoved: 0 };
