@@ -359,24 +359,29 @@ async function removeNode(step: Extract<Step, { kind: 'remove_node' }>, ctx: Ste
   }
 }
 
+/** A connection that sent nothing for this long belongs to a client that no longer routes here. */
+const CLIENT_QUIET_S = 2;
+
 /**
  * Until no client but rcluster's own and the node's replication links uses `address` (CLIENT
  * LIST), for `ms` at most (CLIENTS_LEAVE_MS says why). rcluster's own are named
  * "rcluster", and its tools' (its tests' observers) "rcluster-…". Not a failure when some stay: the
  * plan said they are cut off then. A node that refuses CLIENT LIST is not waited for.
  */
-const CLIENT_QUIET_S = 2;
 
 async function clientsLeft(address: string, ms: number, ctx: StepContext): Promise<void> {
   const ours = new RegExp(` name=${RCLUSTER_CONNECTION_NAME}(-\\S*)? `);
   const clients = async (): Promise<true | string> => {
-    const list = String(await ctx.pool.call(address, 'CLIENT', 'LIST', 'TYPE', 'normal'));
+    const list = await ctx.pool.call(address, 'CLIENT', 'LIST', 'TYPE', 'normal').catch((err: Error) => {
+      if (err.name === 'ReplyError') throw new WaitAborted(err.message);
+      throw err;
+    });
     // A client still routing commands here sends them (and gets -MOVED, then refreshes its
     // map); a connection that has sent nothing for two seconds belongs to one that no longer
     // does (redis-py keeps such a connection until it rebuilds its map; one second let a
     // node-redis client with a slot it rarely used still mapped here meet the stop). The other
     // masters' MIGRATE connections (RESTORE-ASKING, cached by Redis for 10 s) are not clients.
-    const active = list
+    const active = String(list)
       .split('\n')
       .filter((l) => l.trim() !== '' && !ours.test(l) && !/ cmd=restore-asking /.test(l) && Number(/ idle=(\d+)/.exec(l)?.[1] ?? 0) < CLIENT_QUIET_S);
     return active.length === 0 || `${active.length} client connection(s) still in use`;
