@@ -282,9 +282,15 @@ async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProg
       if (step.lastSlots) await pool.call(step.from, 'CONFIG', 'SET', 'cluster-allow-replica-migration', 'no');
       await migrate(step.from, step.to, slotList(step.slots), ctx, progress, step.newTarget ? { newTarget: true } : {});
       return;
-    case 'failover':
+    case 'failover': {
       await failoverTo(step.node, step.master, ctx);
+      // Every node that answers sees the new master serve its slots before apply goes on: one
+      // that still marks it failed (it was down earlier and has not heard from it since) reports
+      // cluster_state:fail for up to twice the node timeout, and apply would end unconverged.
+      const down = new Set((ctx.plan.down ?? []).map((d) => d.node));
+      await waitClusterOk(ctx.plan.desired.nodes.map((n) => n.address).filter((a) => !down.has(a)), ctx);
       return;
+    }
     case 'reset_node': {
       // A master's keys first: CLUSTER RESET refuses a master that holds any. A replica drops
       // its copy in the reset itself (and refuses FLUSHALL as read-only).
