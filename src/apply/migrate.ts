@@ -113,15 +113,19 @@ export class SlotWindows {
   constructor(private readonly opts: { window: number; rampRatio: number }) {}
 
   /**
-   * Resolves, as soon as at least one more slot may be in flight from `from` to `to`, with how
-   * many may (at most `want`).
+   * Resolves, as soon as more slots may be in flight from `from` to `to`, with how many may (at
+   * most `want`). It waits for room for half of what may be in flight (the window, or the ramp's
+   * limit) or `want`, whichever is less: granting each slot as it came free split the groups into
+   * ones of 3 or 4 slots, each with its own script and hand-over (moves took 2.0 s instead of
+   * 1.5 s on a 250k-key scale-out).
    */
   acquire(from: string, to: string, newTarget: boolean, want = 1): Promise<number> {
     let granted = 0;
     const take = () => {
       const toTarget = this.perTarget.get(to) ?? 0;
-      const room = Math.min(want, this.opts.window - (this.perSource.get(from) ?? 0), newTarget ? rampLimit(this.handed.get(to) ?? 0, this.opts.rampRatio) - toTarget : want);
-      if (room < 1) return false;
+      const ramp = newTarget ? rampLimit(this.handed.get(to) ?? 0, this.opts.rampRatio) : this.opts.window;
+      const room = Math.min(want, this.opts.window - (this.perSource.get(from) ?? 0), newTarget ? ramp - toTarget : want);
+      if (room < Math.min(want, Math.max(1, Math.floor(Math.min(this.opts.window, ramp) / 2)))) return false;
       this.perSource.set(from, (this.perSource.get(from) ?? 0) + room);
       this.perTarget.set(to, toTarget + room);
       granted = room;

@@ -115,9 +115,11 @@ describe('slots in MIGRATING during a move, watched from outside', () => {
     expect(overRamp.slice(0, 5)).toEqual([]);
     const overWindow = samples.flatMap((s) => [...s.migrating].filter(([, n]) => n > MIGRATION_WINDOW).map(([port, n]) => `${port}: ${n}`));
     expect(overWindow.slice(0, 5)).toEqual([]);
-    // The watch saw the migration, from its first slot to well past the ramp.
+    // The watch saw the migration, from its first slots (while one at a time may migrate; the
+    // first slot alone answers -ASK for about a millisecond, which a watch does not always catch)
+    // to well past the ramp.
     expect(seen.length).toBeGreaterThan(20);
-    expect(seen.some((s) => s.handedBefore === 0)).toBe(true);
+    expect(seen.some((s) => s.handedBefore < 2 * RAMP_RATIO)).toBe(true);
     expect(Math.max(...seen.map((s) => s.handedAfter))).toBeGreaterThan(1000);
     expect(await badKeys(addr(P1), KEYS)).toEqual([]);
   });

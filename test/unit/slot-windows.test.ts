@@ -30,6 +30,26 @@ describe('SlotWindows', () => {
     expect(other).toBe(true);
   });
 
+  it('a group waits for room for half the window (or its wish), not one slot at a time: groups stay whole', async () => {
+    const w = new SlotWindows(opts);
+    const grants: number[] = [];
+    for (let i = 0; i < 3; i++) void w.acquire('src', 't', false, 4).then((n) => grants.push(n));
+    await tick();
+    expect(grants).toEqual([4, 4]);
+    w.release('src', 't', 1, true);
+    await tick();
+    // One slot free: the third group of 4 does not start as a group of one.
+    expect(grants).toEqual([4, 4]);
+    w.release('src', 't', 3, true);
+    await tick();
+    expect(grants).toEqual([4, 4, 4]);
+    // A job's last slots ask for fewer, and get them as soon as that much is free.
+    void w.acquire('src', 't', false, 2).then((n) => grants.push(n));
+    w.release('src', 't', 2, true);
+    await tick();
+    expect(grants).toEqual([4, 4, 4, 2]);
+  });
+
   it('a new target: its first slot alone, then never more migrating than rampLimit allows, each grant within its wish (property)', async () => {
     await fc.assert(
       fc.asyncProperty(
