@@ -108,6 +108,8 @@ export class SlotWindows {
   private readonly perSource = new Map<string, number>();
   private readonly perTarget = new Map<string, number>();
   private readonly handed = new Map<string, number>();
+  /** Slots whose target owns them and whose release is queued on their source's own connection. */
+  private readonly handing = new Map<string, number>();
   private readonly waiters: { take: () => boolean; go: () => void }[] = [];
 
   constructor(private readonly opts: { window: number; rampRatio: number }) {}
@@ -122,12 +124,15 @@ export class SlotWindows {
   acquire(from: string, to: string, newTarget: boolean, want = 1): Promise<number> {
     let granted = 0;
     const take = () => {
-      const toTarget = this.perTarget.get(to) ?? 0;
-      const ramp = newTarget ? rampLimit(this.handed.get(to) ?? 0, this.opts.rampRatio) : this.opts.window;
-      const room = Math.min(want, this.opts.window - (this.perSource.get(from) ?? 0), newTarget ? ramp - toTarget : want);
+      // Slots of this source whose release goes ahead of its next command count as handed
+      // over for it (not for other sources, whose commands may run first).
+      const credit = this.handing.get(pair(from, to)) ?? 0;
+      const toTarget = (this.perTarget.get(to) ?? 0) - credit;
+      const ramp = newTarget ? rampLimit((this.handed.get(to) ?? 0) + credit, this.opts.rampRatio) : this.opts.window;
+      const room = Math.min(want, this.opts.window - (this.perSource.get(from) ?? 0) + this.creditOf(from), newTarget ? ramp - toTarget : want);
       if (room < Math.min(want, Math.max(1, Math.floor(Math.min(this.opts.window, ramp) / 2)))) return false;
       this.perSource.set(from, (this.perSource.get(from) ?? 0) + room);
-      this.perTarget.set(to, toTarget + room);
+      this.perTarget.set(to, (this.perTarget.get(to) ?? 0) + room);
       granted = room;
       return true;
     };
@@ -138,8 +143,21 @@ export class SlotWindows {
     });
   }
 
-  /** `n` slots are no longer in flight; `handedOver`: the target owns them now. */
-  release(from: string, to: string, n: number, handedOver: boolean): void {
+  /**
+   * `n` slots from `from` are owned by `to`, and their source is told so on the connection its
+   * next batch goes through, ahead of it: that batch may count them as handed over.
+   */
+  queuedRelease(from: string, to: string, n: number): void {
+    this.handing.set(pair(from, to), (this.handing.get(pair(from, to)) ?? 0) + n);
+    this.serve();
+  }
+
+  /**
+   * `n` slots are no longer in flight; `handedOver`: the target owns them now; `queued`: how many
+   * of them queuedRelease counted.
+   */
+  release(from: string, to: string, n: number, handedOver: boolean, queued = 0): void {
+    if (queued > 0) this.handing.set(pair(from, to), (this.handing.get(pair(from, to)) ?? queued) - queued);
     this.perSource.set(from, (this.perSource.get(from) ?? n) - n);
     this.perTarget.set(to, (this.perTarget.get(to) ?? n) - n);
     if (handedOver) this.handed.set(to, (this.handed.get(to) ?? 0) + n);
@@ -149,6 +167,12 @@ export class SlotWindows {
   /** Slots handed over to `to` by this apply so far. */
   handedTo(to: string): number {
     return this.handed.get(to) ?? 0;
+  }
+
+  private creditOf(from: string): number {
+    let n = 0;
+    for (const [k, v] of this.handing) if (k.startsWith(`${from}>`)) n += v;
+    return n;
   }
 
   private serve(): void {
@@ -164,6 +188,8 @@ export class SlotWindows {
 }
 
 /** A key that exists on both sides with different values: never overwritten, always reported. */
+const pair = (from: string, to: string) => `${from}>${to}`;
+
 export class KeyConflictError extends Error {}
 
 /**
@@ -281,7 +307,10 @@ interface JobContext {
 
 export class ClassicMigrator implements SlotMigrator {
   private readonly windows: SlotWindows;
-  private readonly handOvers = new HandOvers();
+  private readonly handOvers = new HandOvers((source) => {
+    const limit = this.batches.get(source);
+    return !limit || limit.activeCount + limit.pendingCount === 0;
+  });
   private readonly batches = new Map<string, LimitFunction>();
 
   /**
@@ -318,10 +347,10 @@ export class ClassicMigrator implements SlotMigrator {
     const told = new Announcements(job, others);
     const running = new Set<Promise<void>>();
     let failure: Error | undefined;
-    const group = Math.max(1, Math.floor(this.opts.window / 2));
+    const groupSize = Math.max(1, Math.floor(this.opts.window / 2));
     try {
       for (let i = 0; i < job.slots.length && !failure; ) {
-        const n = await this.windows.acquire(job.from.address, job.to.address, job.newTarget === true, Math.min(group, job.slots.length - i));
+        const n = await this.windows.acquire(job.from.address, job.to.address, job.newTarget === true, Math.min(groupSize, job.slots.length - i));
         if (failure) {
           this.windows.release(job.from.address, job.to.address, n, false);
           break;
@@ -330,15 +359,16 @@ export class ClassicMigrator implements SlotMigrator {
         const slots = job.slots.slice(i, i + n);
         const opened = Promise.all(slots.map((_, k) => imports.open(i + k)));
         i += n;
-        const run: Promise<void> = this.moveSlots(job, slots, opened, c, told, first).then(
+        const group: Group = { queued: 0 };
+        const run: Promise<void> = this.moveSlots(job, slots, opened, c, told, first, group).then(
           (keys) => {
-            this.windows.release(job.from.address, job.to.address, n, true);
+            this.windows.release(job.from.address, job.to.address, n, true, group.queued);
             progress.slotsDone += n;
             progress.keysMoved += keys;
             onProgress({ ...progress });
           },
           (err: Error) => {
-            this.windows.release(job.from.address, job.to.address, n, false);
+            this.windows.release(job.from.address, job.to.address, n, false, group.queued);
             failure ??= err;
           },
         );
@@ -395,7 +425,7 @@ export class ClassicMigrator implements SlotMigrator {
    * A group of slots: their imports open, their keys moved (one script a pass for the whole
    * group), then handed over together. Returns the keys moved.
    */
-  private async moveSlots(job: MigrationJob, slots: number[], opened: Promise<('open' | 'owned')[]>, c: JobContext, told: Announcements, first: boolean): Promise<number> {
+  private async moveSlots(job: MigrationJob, slots: number[], opened: Promise<('open' | 'owned')[]>, c: JobContext, told: Announcements, first: boolean, group: Group): Promise<number> {
     // A slot the target owns already: an earlier run got as far as the final SETSLOT NODE.
     const states = await opened;
     const open = slots.filter((_, k) => states[k] === 'open');
@@ -409,7 +439,12 @@ export class ClassicMigrator implements SlotMigrator {
       await exec(c.targetControl, err.slots.map((s) => ['CLUSTER', 'SETSLOT', s, 'STABLE']));
       throw new Error(`slot(s) ${err.slots.join(', ')} belong to neither ${job.from.address} nor ${job.to.address} any more (moved since the plan); nothing was moved for them. Run plan again`);
     }
-    await this.handOvers.handOver(job, slots, c);
+    // The first slot waits for its announcement below; the others may go on once the source's
+    // release is queued ahead of its next batch.
+    await this.handOvers.handOver(job, slots, c, first ? undefined : (n) => {
+      group.queued += n;
+      this.windows.queuedRelease(job.from.address, job.to.address, n);
+    });
     // A new target's first slot is known to every master before any other moves: a client that
     // asks any of them (CLUSTER SLOTS, or a -MOVED) learns the new node from then on.
     // The others' slots are announced in batches.
@@ -604,13 +639,26 @@ interface HandOver {
   job: MigrationJob;
   c: JobContext;
   done: (err?: Error) => void;
+  queued?: (n: number) => void;
+}
+
+/** A group of slots in flight: how many of them were released ahead of its source's next batch. */
+interface Group {
+  queued: number;
 }
 
 class HandOvers {
   private readonly queues = new Map<string, HandOver[]>();
 
-  /** Resolves when every slot of `slots` is handed over; rejects with the first that could not be. */
-  async handOver(job: MigrationJob, slots: number[], c: JobContext): Promise<void> {
+  /** `batchesIdle`: nothing is queued on a source's batch connection (its next batch would follow at once). */
+  constructor(private readonly batchesIdle: (source: string) => boolean) {}
+
+  /**
+   * Resolves when every slot of `slots` is handed over; rejects with the first that could not be.
+   * `queued`: called if the source's release is sent on the connection its batches go through,
+   * with nothing ahead of it there: its next batch will run after the release.
+   */
+  async handOver(job: MigrationJob, slots: number[], c: JobContext, queued?: (n: number) => void): Promise<void> {
     let queue = this.queues.get(job.to.address);
     const idle = !queue;
     if (!queue) {
@@ -618,7 +666,7 @@ class HandOvers {
       this.queues.set(job.to.address, queue);
     }
     const into = queue;
-    const waits = slots.map((slot) => new Promise<void>((resolve, reject) => into.push({ slot, job, c, done: (err) => (err ? reject(err) : resolve()) })));
+    const waits = slots.map((slot) => new Promise<void>((resolve, reject) => into.push({ slot, job, c, done: (err) => (err ? reject(err) : resolve()), ...(queued ? { queued } : {}) })));
     if (idle) void this.drain(job.to.address);
     const results = await Promise.allSettled(waits);
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
@@ -647,7 +695,10 @@ class HandOvers {
       // Then each source, which otherwise answers -ASK for them until the target's announcement
       // reaches it, behind its queued batches: the reply is what says it has let them go. The
       // next group goes to the target meanwhile: waiting here for a source busy with its next
-      // batch held every other source's hand-overs up.
+      // batch held every other source's hand-overs up. A source with no batch queued is told on
+      // its batch connection instead, so that its next batch may start without waiting for the
+      // reply (it runs after the release): a round trip less for each group, which is what a
+      // ramp's groups cost from afar.
       const bySource = new Map<string, HandOver[]>();
       for (const e of group) {
         const err = failed.get(e);
@@ -655,8 +706,10 @@ class HandOvers {
         else bySource.set(e.job.from.address, [...(bySource.get(e.job.from.address) ?? []), e]);
       }
       for (const [source, entries] of bySource) {
+        const first = entries[0] as HandOver;
+        const own = entries.every((e) => e.queued) && this.batchesIdle(source);
         void exec(
-          (entries[0] as HandOver).c.sourceControl,
+          own ? first.c.source : first.c.sourceControl,
           entries.map((e) => ['CLUSTER', 'SETSLOT', e.slot, 'NODE', e.job.to.id]),
         )
           .catch((err: Error) => entries.map((): [Error, null] => [err, null]))
@@ -666,6 +719,11 @@ class HandOvers {
               e.done(err ? new Error(`${source}: CLUSTER SETSLOT ${e.slot} NODE: ${err.message}`) : undefined);
             }),
           );
+        if (own) {
+          const perGroup = new Map<(n: number) => void, number>();
+          for (const e of entries) if (e.queued) perGroup.set(e.queued, (perGroup.get(e.queued) ?? 0) + 1);
+          for (const [queued, n] of perGroup) queued(n);
+        }
       }
     }
   }

@@ -50,6 +50,32 @@ describe('SlotWindows', () => {
     expect(grants).toEqual([4, 4, 4, 2]);
   });
 
+  it("a release queued ahead of its source's next batch counts for that source only (its next group may start; another source still waits)", async () => {
+    const w = new SlotWindows(opts);
+    // 64 slots handed over: two may migrate to the new target at once.
+    for (let i = 0; i < 64; i++) w.release('x', 'new', await w.acquire('x', 'new', true, 1), true);
+    expect(rampLimit(w.handedTo('new'), opts.rampRatio)).toBe(2);
+    const grants: string[] = [];
+    const ask = (from: string) => void w.acquire(from, 'new', true, 2).then((n) => grants.push(`${from}:${n}`));
+    ask('a');
+    await tick();
+    ask('a');
+    ask('b');
+    await tick();
+    expect(grants).toEqual(['a:2']);
+    // The target owns a's first group; its release is queued on a's batch connection.
+    w.queuedRelease('a', 'new', 2);
+    await tick();
+    expect(grants).toEqual(['a:2', 'a:2']);
+    // b's commands may run before a's release: for b those two slots still migrate.
+    w.release('a', 'new', 2, true, 2);
+    await tick();
+    expect(grants).toEqual(['a:2', 'a:2']);
+    w.release('a', 'new', 2, true);
+    await tick();
+    expect(grants).toEqual(['a:2', 'a:2', 'b:2']);
+  });
+
   it('a new target: its first slot alone, then never more migrating than rampLimit allows, each grant within its wish (property)', async () => {
     await fc.assert(
       fc.asyncProperty(
