@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -38,11 +38,36 @@ export function rclusterBin(args: string[], opts: { cwd?: string; timeoutMs?: nu
 }
 
 export function redisCli(args: string[]): Promise<CliResult> {
+  return runTool('redis-cli', args);
+}
+
+function runTool(bin: string, args: string[]): Promise<CliResult> {
   return new Promise((res) => {
-    execFile('redis-cli', args, (error, stdout, stderr) => {
+    execFile(bin, args, (error, stdout, stderr) => {
       res({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out: stdout, err: stderr });
     });
   });
+}
+
+/**
+ * A binary of the Valkey build that .ci/build-valkey caches (RCLUSTER_VALKEY_DIR, default
+ * /var/cache/rcluster/valkey, as the script reads it). Debian 12 has no Valkey package, so a
+ * machine without the build cannot run the Valkey tests: they fail saying how to get it,
+ * rather than being skipped.
+ */
+export function valkeyBin(name: 'valkey-server' | 'valkey-cli' = 'valkey-server'): string {
+  const dir = process.env['RCLUSTER_VALKEY_DIR'] || '/var/cache/rcluster/valkey';
+  const path = join(dir, 'bin', name);
+  try {
+    accessSync(path, constants.X_OK);
+  } catch {
+    throw new Error(`${path} is missing or not executable: run .ci/build-valkey (it builds Valkey 9 from Debian sid's source into ${dir}, or RCLUSTER_VALKEY_DIR; .ci/run does so before the tests)`);
+  }
+  return path;
+}
+
+export function valkeyCli(args: string[]): Promise<CliResult> {
+  return runTool(valkeyBin('valkey-cli'), args);
 }
 
 /** A spec for connection: local in a fresh temp dir; returns its path. */
