@@ -11,7 +11,7 @@ export const DEFAULT_NODE_TIMEOUT = 5000;
 export const DEFAULT_REPLICAS_PER_MASTER = 1;
 
 /** Redis path defaults; for local they are relative to the spec file's directory. */
-export function defaultRedisPaths(connection: ConnectionKind, name: string): Omit<RedisSettings, 'nodeTimeout' | 'config'> {
+export function defaultRedisPaths(connection: ConnectionKind, name: string): Omit<RedisSettings, 'nodeTimeout' | 'config' | 'server' | 'serverBinary'> {
   if (connection === 'local') {
     return {
       configFile: `.rcluster/${name}/{port}/redis.conf`,
@@ -53,6 +53,8 @@ export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
   const redis: RedisSettings = {
     ...defaultRedisPaths(connection, raw.name),
     ...pick(raw.redis, ['configFile', 'service', 'dataDir', 'clusterConfigFile']),
+    server: raw.redis?.server ?? 'redis',
+    ...(raw.redis?.serverBinary !== undefined ? { serverBinary: commandPath(raw.redis.serverBinary, dir) } : {}),
     nodeTimeout: raw.redis?.nodeTimeout ?? DEFAULT_NODE_TIMEOUT,
     config: normalizeConfig(raw.redis?.config ?? {}),
   };
@@ -146,9 +148,11 @@ function nodeRedis(redis: RedisSettings, host: string, port: number, connection:
     dataDir: place(redis.dataDir),
     // Relative to dataDir, as redis itself reads cluster-config-file; so not resolved here.
     clusterConfigFile: fill(redis.clusterConfigFile),
+    server: redis.server,
     nodeTimeout: redis.nodeTimeout,
     config: { ...redis.config },
   };
+  if (redis.serverBinary !== undefined) out.serverBinary = redis.serverBinary;
   if (redis.service !== undefined) out.service = place(redis.service);
   return out;
 }
@@ -158,6 +162,11 @@ export function normalizeConfig(config: Record<string, string | number | boolean
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(config)) out[k] = typeof v === 'boolean' ? (v ? 'yes' : 'no') : String(v);
   return out;
+}
+
+/** A command to run on this machine: a bare name is looked up on PATH, anything else is a path. */
+function commandPath(p: string, dir: string): string {
+  return p.includes('/') || p === '~' ? localPath(p, dir) : p;
 }
 
 /** A path on this machine: `~` is the home directory, relative means relative to the spec file. */

@@ -1,4 +1,4 @@
-import type { ConnectionKind, HostKeyPolicy } from './types.js';
+import type { ConnectionKind, HostKeyPolicy, ServerKind } from './types.js';
 
 /** cluster.yaml as written, once it has passed the schema (see schemas/cluster.schema.json). */
 export interface RawSpec {
@@ -8,6 +8,8 @@ export interface RawSpec {
   redis?: {
     configFile?: string;
     service?: string;
+    server?: ServerKind;
+    serverBinary?: string;
     dataDir?: string;
     clusterConfigFile?: string;
     nodeTimeout?: number;

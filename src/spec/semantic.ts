@@ -143,6 +143,10 @@ function redisIssues(data: Record<string, unknown>): Issue[] {
     }
   }
   const remote = data.connection === undefined || data.connection === 'ssh' || data.connection === 'none';
+  if (remote && redis.serverBinary !== undefined) {
+    // Only a local node is started by rcluster itself; elsewhere its service (or whoever runs it) does.
+    out.push(error(['redis', 'serverBinary'], `redis.serverBinary is what connection: local starts its nodes with; with connection ${String(data.connection ?? 'ssh')} the node's service starts it (redis.service), and redis.server says which server it is`, 'key'));
+  }
   for (const field of REDIS_PATH_FIELDS) {
     const value = redis[field];
     if (typeof value !== 'string') continue;

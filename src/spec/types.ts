@@ -1,6 +1,8 @@
 /** The normalized form of cluster.yaml: what the operator asked for, with defaults applied. */
 
 export type ConnectionKind = 'ssh' | 'local' | 'none';
+/** The server the nodes run: Valkey speaks Redis's protocol and reads the same config file. */
+export type ServerKind = 'redis' | 'valkey';
 export type HostKeyPolicy = 'strict' | 'accept-new';
 
 export interface SshSettings {
@@ -27,6 +29,12 @@ export interface SshSettings {
 export interface RedisSettings {
   configFile: string;
   service?: string;
+  server: ServerKind;
+  /**
+   * What connection: local starts a node with (absolute, or a bare name looked up on PATH);
+   * unset: `<server>-server`.
+   */
+  serverBinary?: string;
   dataDir: string;
   clusterConfigFile: string;
   /** cluster-node-timeout, in milliseconds. */
@@ -38,6 +46,14 @@ export interface RedisSettings {
 /** Redis settings for one node, with {host} and {port} resolved (and, for local, made absolute). */
 export interface NodeRedisSettings extends RedisSettings {
   service?: string;
+}
+
+/**
+ * The command that starts a local node. A plan file written before redis.server existed has no
+ * server: it ran redis.
+ */
+export function serverCommand(r: Pick<RedisSettings, 'server' | 'serverBinary'>): string {
+  return r.serverBinary ?? `${r.server ?? 'redis'}-server`;
 }
 
 export interface DesiredNode {

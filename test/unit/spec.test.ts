@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SpecError, UsageError, formatDiagnostic } from '../../src/errors.js';
 import { loadSpec, parseSpec, requireSpec, SCHEMA_URL } from '../../src/spec/load.js';
-import type { Diagnostic } from '../../src/spec/types.js';
+import { serverCommand, type Diagnostic } from '../../src/spec/types.js';
 
 const FILE = 'specs/cluster.yaml';
 const SPEC_DIR = resolve('specs');
@@ -77,6 +77,8 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ['config directive name', `name: x\nredis:\n  config:\n    "max memory": 1gb\n${SIX}`, 4, 5, '"max memory" is not a valid redis.conf directive name'],
     ['relative remote path', `name: x\nredis:\n  dataDir: data/{port}\n${SIX}`, 3, 12, '"dataDir" must be an absolute path for connection ssh'],
     ['unknown placeholder', `name: x\nredis:\n  configFile: /etc/redis/{name}.conf\n${SIX}`, 3, 15, 'unknown placeholder {name} (allowed: {host}, {port})'],
+    ['unknown server', `name: x\nredis:\n  server: keydb\n${SIX}`, 3, 11, 'server must be one of: redis, valkey (got "keydb")'],
+    ['serverBinary over SSH', `name: x\nredis:\n  server: valkey\n  serverBinary: /opt/valkey/bin/valkey-server\n${SIX}`, 4, 3, "redis.serverBinary is what connection: local starts its nodes with; with connection ssh the node's service starts it (redis.service)"],
     ['nodes sharing a local path', `name: x\nconnection: local\nredis:\n  dataDir: /tmp/shared\n${SIX}`, 4, 12, '"dataDir" is the same for 127.0.0.1:7001 and 127.0.0.1:7002 (/tmp/shared)'],
   ];
 
@@ -180,6 +182,7 @@ describe('good specs', () => {
     expect(n.redis).toEqual({
       configFile: '/etc/redis/7002.conf',
       service: '/etc/init.d/redis_7002',
+      server: 'redis',
       dataDir: '/var/lib/redis/7002',
       clusterConfigFile: 'nodes-7002.conf',
       nodeTimeout: 5000,
@@ -230,6 +233,7 @@ describe('good specs', () => {
     expect(c.nodes[1]!.redis).toEqual({
       configFile: '/etc/redis/db2-6379.conf',
       service: '/etc/init.d/redis_6379',
+      server: 'redis',
       dataDir: '/data/db2/6379',
       clusterConfigFile: 'nodes-db2-6379.conf',
       nodeTimeout: 15000,
@@ -244,6 +248,18 @@ describe('good specs', () => {
     expect(n.redis.dataDir).toBe(join(SPEC_DIR, '.rcluster/demo/7001'));
     expect(n.redis.clusterConfigFile).toBe('nodes-7001.conf');
     expect(n.redis.service).toBeUndefined();
+  });
+
+  it('redis.server valkey: local nodes start valkey-server from PATH, or redis.serverBinary (a path relative to the spec, ~, or a bare name)', () => {
+    const node = (redis: string) => requireSpec(parseSpec(`name: demo\nconnection: local\nredis:\n${redis}${SIX}`, FILE)).nodes[0]!.redis;
+    expect(serverCommand(requireSpec(parseSpec(`name: demo\nconnection: local\n${SIX}`, FILE)).nodes[0]!.redis)).toBe('redis-server');
+    expect(node('  server: valkey\n')).toMatchObject({ server: 'valkey' });
+    expect(serverCommand(node('  server: valkey\n'))).toBe('valkey-server');
+    expect(serverCommand(node('  server: valkey\n  serverBinary: bin/valkey-server\n'))).toBe(join(SPEC_DIR, 'bin/valkey-server'));
+    expect(serverCommand(node('  server: valkey\n  serverBinary: ~/valkey/valkey-server\n'))).toBe(join(homedir(), 'valkey/valkey-server'));
+    expect(serverCommand(node('  server: valkey\n  serverBinary: valkey-server-9\n'))).toBe('valkey-server-9');
+    // Over SSH it only says which binaries to ask on the host; the service starts the node.
+    expect(requireSpec(parseSpec(`name: x\nredis:\n  server: valkey\n  configFile: /etc/valkey/valkey.conf\nnodes:\n  - 10.0.0.1:6379\n  - 10.0.0.2:6379\n  - 10.0.0.3:6379\n`, FILE)).nodes[0]!.redis).toMatchObject({ server: 'valkey', configFile: '/etc/valkey/valkey.conf' });
   });
 
   it('resolves relative and ~ paths for local against the spec directory and the home directory', () => {
