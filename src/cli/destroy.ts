@@ -19,7 +19,7 @@ export async function planDestroy(desired: DesiredCluster): Promise<DestroyPlan>
       const running = node?.reachable ? (node.runningConfigFile ?? '') : null;
       if (running !== null && resolve(running) !== resolve(n.redis.configFile)) {
         throw new PlanError(
-          `${n.address} is a redis-server started from ${running || 'no config file'}, not from ${n.redis.configFile}; rcluster did not start it and will not stop it`,
+          `${n.address} is a ${node?.server?.name ?? 'redis'}-server started from ${running || 'no config file'}, not from ${n.redis.configFile}; rcluster did not start it and will not stop it`,
         );
       }
       const paths: string[] = [];

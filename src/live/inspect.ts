@@ -7,7 +7,7 @@ import { connectNode, describeRedisError, splitAddress } from './connect.js';
 import { acceptedBy, AuthError, credentials, isNoAuth, noAuthMessage, passwordHash } from './auth.js';
 import { unlistedNode } from '../spec/normalize.js';
 import { slotList } from '../plan/slots.js';
-import { parseClusterNodes, parseInfo, parseKeyspaceKeys, parseReplication } from './parse.js';
+import { parseClusterNodes, parseInfo, parseKeyspaceKeys, parseReplication, parseServer } from './parse.js';
 import { HostError, HostUnreachableError, PlanError } from '../errors.js';
 import { readDirective } from '../provision/redisConf.js';
 import { serviceCommands } from '../provision/service.js';
@@ -92,6 +92,7 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeo
       replication: parseReplication(info),
       keys: parseKeyspaceKeys(info),
       redisVersion: info['redis_version'],
+      server: parseServer(info),
       ...(info['used_memory_dataset'] !== undefined ? { datasetBytes: Number(info['used_memory_dataset']) } : {}),
       runningConfigFile: info['config_file'] ?? '',
     };
@@ -198,6 +199,9 @@ async function readOnDiskView(node: DesiredNode, driver?: HostDriver): Promise<L
 /** The node's config file, its service, and a standalone redis still on the file's old port. */
 async function readHostFacts(node: DesiredNode, driver: HostDriver): Promise<HostFacts> {
   const { configFile, service } = node.redis;
+  // Debian's valkey packages name their binaries valkey-server and valkey-cli (redis-* only with
+  // valkey-redis-compat installed).
+  const server = node.redis.server ?? 'redis';
   const configText = await driver.readFile(node.host, configFile);
   const facts: HostFacts = { configFile, configText, serviceExists: true, configWritable: true };
   if (driver.kind === 'ssh') {
@@ -205,17 +209,18 @@ async function readHostFacts(node: DesiredNode, driver: HostDriver): Promise<Hos
     const probe: string[] = [
       service ? `if ${serviceCommands(service).exists}; then echo service=yes; else echo service=no; fi` : 'echo service=yes',
       `if test -w ${sh(configFile)} && test -w "$(dirname ${sh(configFile)})"; then echo writable=yes; else echo writable=no; fi`,
-      'redis-server --version 2>/dev/null || true',
+      `${server}-server --version 2>/dev/null || true`,
     ];
     // The file's own server, asked from the host itself: a packaged redis often binds only
     // 127.0.0.1, where rcluster cannot reach it from outside, and its keys must still be seen.
     const own = configText === null ? undefined : ownAddress(configText);
     if (own) {
-      // redis-cli logs in with the password in the file itself (REDISCLI_AUTH, read on the host),
+      // The cli logs in with the password in the file itself (REDISCLI_AUTH, which valkey-cli
+      // reads too, set on the host),
       // so that no password travels in a command line; a wrong one fails closed (no count).
       probe.push(
         `pw=$(sed -n 's/^[[:space:]]*requirepass[[:space:]][[:space:]]*//p' ${sh(configFile)} 2>/dev/null | tail -n 1); pw=\${pw#\\"}; pw=\${pw%\\"}; if [ -n "$pw" ]; then REDISCLI_AUTH=$pw; export REDISCLI_AUTH; fi`,
-        `printf 'dbsize=%s\\n' "$(redis-cli -h ${sh(own.host)} -p ${own.port} dbsize 2>&1 | grep -v '^Warning' | head -n 1)"`,
+        `printf 'dbsize=%s\\n' "$(${server}-cli -h ${sh(own.host)} -p ${own.port} dbsize 2>&1 | grep -v '^Warning' | head -n 1)"`,
       );
     }
     const out = (await driver.run(node.host, probe.join('; '))).stdout;

@@ -2,7 +2,7 @@
  * Pure parsers for what Redis tells us: CLUSTER NODES (also the node lines of nodes.conf) and INFO.
  * No I/O here; everything is tested against outputs captured from real redis-server processes.
  */
-import type { ClusterNodeEntry, ReplicationInfo, SlotRange } from './types.js';
+import type { ClusterNodeEntry, ReplicationInfo, ServerInfo, SlotRange } from './types.js';
 
 export const SLOT_COUNT = 16384;
 const MAX_SLOT = SLOT_COUNT - 1;
@@ -195,6 +195,21 @@ export function parseInfo(text: string): Record<string, string> {
     out[line.slice(0, colon)] = line.slice(colon + 1);
   }
   return out;
+}
+
+/**
+ * Which server answered, from INFO server. Valkey says `server_name:valkey` and its version in
+ * `valkey_version`; its `redis_version` is the Redis version it is compatible with (7.2.4 on
+ * every Valkey so far), not its own. Redis says neither.
+ */
+export function parseServer(info: Record<string, string>): ServerInfo {
+  const name = info['server_name'] || 'redis';
+  return { name, version: info[`${name}_version`] ?? info['redis_version'] ?? '?' };
+}
+
+/** "valkey 9.1.2", "redis 7.0.15": how messages name a running server. */
+export function serverLabel(server: ServerInfo | undefined): string {
+  return server ? `${server.name} ${server.version}` : 'redis ?';
 }
 
 /** The replication facts of INFO replication. Throws if `role` is missing or unknown. */

@@ -44,6 +44,14 @@ export interface ReplicationInfo {
   connectedReplicas: number;
 }
 
+/** The server a node runs, from INFO server (parseServer). */
+export interface ServerInfo {
+  /** `server_name`: `valkey`; `redis` when INFO has none (Redis). */
+  name: string;
+  /** Its own version: `valkey_version` on Valkey, `redis_version` on Redis. */
+  version: string;
+}
+
 export interface LiveNode {
   /** host:port as rcluster dialled it. */
   address: string;
@@ -71,7 +79,9 @@ export interface LiveNode {
   keys: number;
   /** Keys in each slot a master owns (CLUSTER COUNTKEYSINSLOT), when it holds any. */
   slotKeys?: Map<number, number>;
+  /** INFO redis_version: on Valkey, the Redis version it is compatible with (see `server`). */
   redisVersion?: string;
+  server?: ServerInfo;
   /** INFO used_memory_dataset: no key on the node is bigger (plan/bigKeys.ts skips reading its keys). */
   datasetBytes?: number;
   /** For a node that does not answer: the cluster state saved in its cluster config file, if any. */
@@ -107,7 +117,10 @@ export interface HostFacts {
   serviceExists: boolean;
   /** The config file and its directory can be written (ssh): the edit is a temp file + rename. */
   configWritable: boolean;
-  /** `redis-server --version` on the host (ssh). */
+  /**
+   * `redis-server --version` on the host (ssh), or `valkey-server --version` with redis.server
+   * valkey: every Valkey has the directives Redis 7.2 has, so a version test for Redis 7 holds.
+   */
   redisVersion?: string;
   /**
    * A redis answering on the port the config file sets today, when that differs from the spec's

@@ -3,8 +3,9 @@ import { HostError, PlanError } from '../errors.js';
 import { renderNodeConf } from '../provision/nodeConf.js';
 import { configDiff, needsRestart } from '../provision/redisConf.js';
 import type { ClusterNodeEntry, LiveNode } from '../live/types.js';
+import { serverLabel } from '../live/parse.js';
 import { credentials, describePassword, maskConfigText, SECRET_DIRECTIVES, type Credentials } from '../live/auth.js';
-import type { DesiredCluster, DesiredNode } from '../spec/types.js';
+import { serverCommand, type DesiredCluster, type DesiredNode } from '../spec/types.js';
 import type { ConfigChange, Step } from './types.js';
 
 /**
@@ -65,13 +66,22 @@ export function nodeState(desired: DesiredCluster, node: DesiredNode, live: Live
   }
   if (desired.connection === 'local' && live?.reachable && live.runningConfigFile !== undefined && posix.normalize(live.runningConfigFile) !== posix.normalize(node.redis.configFile)) {
     throw new PlanError(
-      `${node.address} is a redis-server started from ${live.runningConfigFile || 'no config file'}, not from ${node.redis.configFile}; rcluster did not start it and will not take it over. Stop it or choose another port.`,
+      `${node.address} is a ${live.server?.name ?? 'redis'}-server started from ${live.runningConfigFile || 'no config file'}, not from ${node.redis.configFile}; rcluster did not start it and will not take it over. Stop it or choose another port.`,
+    );
+  }
+  // Local nodes run what the spec says. Switching servers under a running node is a restart that
+  // cannot always be undone (Redis does not load what Valkey 8+ saves), so it is not planned.
+  const want = node.redis.server ?? 'redis';
+  if (desired.connection === 'local' && live?.reachable && live.server && live.server.name !== want) {
+    throw new PlanError(
+      `${node.address} runs ${serverLabel(live.server)}, but the spec says redis.server: ${want}; rcluster does not switch a running node to another server. ` +
+        `Set redis.server: ${live.server.name} again, or stop the node first: apply then starts it with ${serverCommand(node.redis)} from its files (Valkey loads Redis's RDB; Redis does not load Valkey 8+'s).`,
     );
   }
   const unknown = live?.unknownDirectives ?? [];
   if (unknown.length > 0) {
     throw new PlanError(
-      `${node.address} (redis ${live?.redisVersion ?? '?'}) does not know redis.config ${unknown.map((d) => `"${d}"`).join(', ')}: CONFIG GET returns nothing. A typo would stop the node at its next start.`,
+      `${node.address} (${serverLabel(live?.server)}) does not know redis.config ${unknown.map((d) => `"${d}"`).join(', ')}: CONFIG GET returns nothing. A typo would stop the node at its next start.`,
     );
   }
   const base = {
@@ -108,7 +118,7 @@ export function nodeState(desired: DesiredCluster, node: DesiredNode, live: Live
   }
   if (live?.reachable && desired.connection === 'local') {
     throw new PlanError(
-      `${node.address} answers but is not a cluster-enabled node that rcluster started; stop that redis-server or choose another port`,
+      `${node.address} answers but is not a cluster-enabled node that rcluster started; stop that ${live.server?.name ?? 'redis'}-server or choose another port`,
     );
   }
   const facts = live?.facts;

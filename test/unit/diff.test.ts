@@ -413,6 +413,17 @@ describe('computePlan: what it refuses', () => {
     expect(err.message).toContain('not a cluster-enabled node');
   });
 
+  it('connection local, a running node is another server than redis.server: PlanError naming both; over SSH the service decides, so no refusal', () => {
+    const withServer = (connection: string) => specFrom([`name: unit`, `connection: ${connection}`, 'redis:', '  server: valkey', 'nodes:', ...A.map((a) => `  - ${a}`), ''].join('\n'));
+    const running = (name: string, version: string): LiveCluster => ({ nodes: A.map((a) => ({ ...freshNode(a), server: { name, version } })) });
+    expect(planError(withServer('local'), running('redis', '7.0.15')).message).toBe(
+      `${N1} runs redis 7.0.15, but the spec says redis.server: valkey; rcluster does not switch a running node to another server. ` +
+        `Set redis.server: redis again, or stop the node first: apply then starts it with valkey-server from its files (Valkey loads Redis's RDB; Redis does not load Valkey 8+'s).`,
+    );
+    expect(kinds(computePlan(withServer('local'), running('valkey', '9.1.2'), NOW))).toContain('add_slots');
+    expect(kinds(computePlan(withServer('none'), running('redis', '7.0.15'), NOW))).toContain('add_slots');
+  });
+
   it('a fresh node that holds keys: PlanError naming it and the key count', () => {
     const err = planError(spec(A), { nodes: A.map((a) => freshNode(a, { keys: a === N4 ? 12 : 0 })) });
     expect(err.message).toContain(N4);

@@ -8,10 +8,14 @@ import {
   parseInfo,
   parseKeyspaceKeys,
   parseReplication,
+  parseServer,
+  serverLabel,
 } from '../../src/live/parse.js';
 import type { ClusterNodeEntry } from '../../src/live/types.js';
 
-// All fixtures were captured from real redis-server 7.0.15 processes on 127.0.0.1:30001-30006.
+// All fixtures were captured from real redis-server 7.0.15 processes on 127.0.0.1:30001-30006,
+// except valkey-9.1.2-*: valkey-server 9.1.2 (.ci/build-valkey) on 127.0.0.1:7881-7886, started by
+// rcluster (connection: local), 3 masters with a replica each, ~66k keys loaded.
 function fixture(path: string): string {
   return readFileSync(new URL(`./fixtures/${path}`, import.meta.url), 'utf8');
 }
@@ -344,6 +348,44 @@ describe('INFO parsing on real outputs', () => {
   it('keyspace: keys on the master and its replica', () => {
     expect(parseKeyspaceKeys(masterInfo)).toBe(19);
     expect(parseKeyspaceKeys(replicaInfo)).toBe(19);
+  });
+});
+
+describe('Valkey 9.1.2: the same parsers on its real outputs', () => {
+  const master = parseInfo(fixture('info/valkey-9.1.2-master.txt'));
+  const replica = parseInfo(fixture('info/valkey-9.1.2-replica.txt'));
+
+  it('parseServer: Valkey names itself and its own version; its redis_version is the Redis it is compatible with', () => {
+    expect(master['redis_version']).toBe('7.2.4');
+    expect(parseServer(master)).toEqual({ name: 'valkey', version: '9.1.2' });
+    expect(parseServer(replica)).toEqual({ name: 'valkey', version: '9.1.2' });
+    expect(serverLabel(parseServer(master))).toBe('valkey 9.1.2');
+    // Redis has no server_name: its redis_version is its own.
+    expect(parseServer(parseInfo(fixture('info/master.txt')))).toEqual({ name: 'redis', version: '7.0.15' });
+    expect(serverLabel(undefined)).toBe('redis ?');
+  });
+
+  it('config_file, cluster_enabled, replication and keyspace read as on Redis', () => {
+    expect(master['config_file']).toBe('/tmp/vk-try/.rcluster/vk-try/7881/redis.conf');
+    expect(master['cluster_enabled']).toBe('1');
+    expect(parseReplication(master)).toEqual({ role: 'master', connectedReplicas: 1 });
+    expect(parseReplication(replica)).toEqual({ role: 'replica', masterHost: '127.0.0.1', masterPort: 7881, masterLinkStatus: 'up', connectedReplicas: 0 });
+    // Valkey adds keys_with_volatile_items= to each db line: not a second keys= count.
+    expect(master['db0']).toMatch(/keys_with_volatile_items=/);
+    expect(parseKeyspaceKeys(master)).toBe(22106);
+    expect(parseKeyspaceKeys(replica)).toBe(22106);
+  });
+
+  it('CLUSTER NODES: 3 masters with a replica each', () => {
+    const view = nodes('valkey-9.1.2-3m3r');
+    expect(view.filter((e) => e.role === 'master').map((e) => [e.port, formatRanges(e.slots)])).toEqual([
+      [7881, '0-5460'],
+      [7882, '5461-10922'],
+      [7883, '10923-16383'],
+    ]);
+    const mine = view.find((e) => e.myself);
+    expect(mine?.port).toBe(7881);
+    expect(view.find((e) => e.port === 7884)).toMatchObject({ role: 'replica', masterId: mine?.id });
   });
 });
 
