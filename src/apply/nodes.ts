@@ -4,16 +4,16 @@ import type { HostDriver } from '../hosts/driver.js';
 import { sh } from '../hosts/shell.js';
 import { connectNode, describeRedisError } from '../live/connect.js';
 import { AuthError, credentials } from '../live/auth.js';
-import { parseInfo } from '../live/parse.js';
+import { parseInfo, parseServer, serverLabel } from '../live/parse.js';
 import { renderNodeConf } from '../provision/nodeConf.js';
 import { editRedisConf, readDirective, splitArgs, type ConfEdit, type ConfEditResult } from '../provision/redisConf.js';
 import { serviceCommands } from '../provision/service.js';
-import { dataTimeoutMs, DEFAULT_TIMEOUTS, type ConnectionKind, type DesiredNode, type Timeouts } from '../spec/types.js';
+import { dataTimeoutMs, DEFAULT_TIMEOUTS, serverCommand, type ConnectionKind, type DesiredNode, type Timeouts } from '../spec/types.js';
 import { waitFor } from './wait.js';
 
 const START_TIMEOUT_MS = 15_000;
 
-/** Write the node's config (keeping what is not rcluster's) and start redis-server on this machine. */
+/** Write the node's config (keeping what is not rcluster's) and start its server on this machine. */
 export async function startLocalNode(node: DesiredNode, driver: HostDriver, connection: ConnectionKind): Promise<void> {
   const { configFile, dataDir } = node.redis;
   const mk = await driver.run(node.host, `mkdir -p ${sh(dataDir)}`);
@@ -26,22 +26,42 @@ export async function startLocalNode(node: DesiredNode, driver: HostDriver, conn
   await launchLocalNode(node, driver, conf.text);
 }
 
-/** Start redis-server with the config file as it is, and wait until it answers. */
+/** Start the spec's server binary with the config file as it is, and wait until it answers. */
 async function launchLocalNode(node: DesiredNode, driver: HostDriver, confText: string): Promise<void> {
-  const started = await driver.run(node.host, `redis-server ${sh(node.redis.configFile)}`, { timeoutMs: START_TIMEOUT_MS });
+  const binary = serverCommand(node.redis);
+  const step = `start ${binary}`;
+  const started = await driver.run(node.host, `${sh(binary)} ${sh(node.redis.configFile)}`, { timeoutMs: START_TIMEOUT_MS });
   if (started.code !== 0) {
     const why = (started.stderr || started.stdout).trim().split('\n').slice(-3).join(' | ');
-    throw new HostError(node.address, 'start redis-server', why || `redis-server exited ${started.code}`);
+    // 127: the shell found no such command.
+    const hint = started.code === 127 && node.redis.serverBinary === undefined ? ` (not on PATH: set redis.serverBinary to its path)` : '';
+    throw new HostError(node.address, step, `${why || `${binary} exited ${started.code}`}${hint}`);
   }
   try {
     await waitUntilClusterNode(node.address, START_TIMEOUT_MS);
+    await expectServer(node);
     await acceptPreviousPassword(node.address);
   } catch (err) {
     const log = readDirective(confText, 'logfile');
     const tail = log ? await driver.run(node.host, `tail -n 5 ${sh(log)}`) : undefined;
     const lines = tail?.stdout.trim();
-    throw new HostError(node.address, 'start redis-server', `${(err as Error).message}${lines ? `; last log lines:\n${lines}` : ''}`);
+    throw new HostError(node.address, step, `${(err as Error).message}${lines ? `; last log lines:\n${lines}` : ''}`);
   }
+}
+
+/**
+ * The binary just started is the server the spec names: a redis.serverBinary that points at the
+ * other one would otherwise go unnoticed until the next plan refuses the node. Such a node is
+ * stopped again without saving: its files stay as they were, and Redis cannot load what Valkey
+ * 8+ saves (an RDB that starts VALKEY080).
+ */
+async function expectServer(node: DesiredNode): Promise<void> {
+  const want = node.redis.server ?? 'redis';
+  const client = await connectNode(node.address);
+  const server = parseServer(parseInfo(await client.info('server').finally(() => client.disconnect())));
+  if (server.name === want) return;
+  await stopNode(node.address, { discard: true });
+  throw new Error(`${serverCommand(node.redis)} is ${serverLabel(server)}, but the spec says redis.server: ${want}; it was stopped again without saving`);
 }
 
 /** Wait until the node answers PING with cluster_enabled:1. */
@@ -102,12 +122,12 @@ export async function provisionSshNode(node: DesiredNode, driver: HostDriver, ed
   // Everything that can fail without touching the node goes first.
   if (!service) throw new HostError(node.host, 'restart', 'redis.service is not set, so rcluster cannot restart the node');
   // Redis refuses to start in a dir that does not exist; a new dataDir is created first, owned
-  // by the user redis runs as (the running redis-server's, else its parent directory's owner):
+  // by the user redis runs as (the running server's, else its parent directory's owner):
   // created by root through sudo, a redis running as `redis` could not write it.
   const d = sh(node.redis.dataDir);
   const mk = await driver.run(
     node.host,
-    `if [ ! -d ${d} ]; then mkdir -p ${d} || exit 1; u=$(ps -o user= -C redis-server 2>/dev/null | head -n 1 | tr -d ' '); ` +
+    `if [ ! -d ${d} ]; then mkdir -p ${d} || exit 1; u=$(ps -o user= -C ${node.redis.server ?? 'redis'}-server 2>/dev/null | head -n 1 | tr -d ' '); ` +
       // Best effort: an SSH user without root cannot give it away, and needs no other owner.
       `if [ -n "$u" ] && [ "$u" != root ]; then chown "$u": ${d} 2>/dev/null; else chown --reference="$(dirname ${d})" ${d} 2>/dev/null; fi; true; fi`,
   );
@@ -184,7 +204,7 @@ async function verifyRestarted(address: string, before: RunningIdentity): Promis
     { timeoutMs: before.loadTimeoutMs ?? DEFAULT_TIMEOUTS.waitMs, intervalMs: 100 },
   );
   const after = await runningIdentity(address);
-  if (after.runId === before.runId) throw new Error('the old redis-server process is still the one answering: it was not stopped');
+  if (after.runId === before.runId) throw new Error('the old server process is still the one answering: it was not stopped');
   if (after.id !== before.id) throw new Error(`it came back as a different node (id ${after.id.slice(0, 8)}, was ${before.id.slice(0, 8)}): its cluster config file was not found`);
   if (before.minKeys !== undefined) {
     const client = await connectNode(address);
