@@ -2,6 +2,7 @@ import type { Redis } from 'ioredis';
 import pLimit, { type LimitFunction } from 'p-limit';
 import { migrateAuthArgs } from '../live/auth.js';
 import { splitAddress } from '../live/connect.js';
+import { parseInfo, parseServer } from '../live/parse.js';
 import { MIGRATION_WINDOW, RAMP_RATIO } from '../plan/types.js';
 import type { NodePool } from './pool.js';
 
@@ -254,6 +255,10 @@ return out
  * sized to each key. A source that refuses scripts (EVAL renamed, an ACL, a threshold too small
  * to leave room) is driven with plain MIGRATE throughout, and so is a cluster with a password:
  * a script's arguments are not redacted from SLOWLOG and MONITOR as MIGRATE's AUTH is.
+ * So is every Valkey source: Valkey 9.1.2 aborts (assertion '!is_running_script', module.c)
+ * when a script runs CLUSTER SETSLOT on a master that has a replica (since 8.0 Valkey sends
+ * SETSLOT to the replicas and waits for them, which a script cannot); a crash of every source
+ * is not a fallback. Valkey 7.2 (no such wait) is untested and treated the same.
  */
 interface ScriptUse {
   sha: string;
@@ -403,7 +408,8 @@ export class ClassicMigrator implements SlotMigrator {
   /** The source's copy of MIGRATE_SLOTS_LUA, or undefined where plain MIGRATE must do. */
   private async loadScript(source: Redis): Promise<ScriptUse | undefined> {
     try {
-      const [, threshold] = (await source.call('CONFIG', 'GET', 'busy-reply-threshold')) as [string, string];
+      const [[, threshold], server] = (await Promise.all([source.call('CONFIG', 'GET', 'busy-reply-threshold'), source.info('server')])) as [[string, string], string];
+      if (parseServer(parseInfo(server)).name === 'valkey') return undefined;
       const thresholdMs = Number(threshold);
       if (!(thresholdMs >= MIN_BUSY_THRESHOLD_MS)) return undefined;
       const sha = String(await source.call('SCRIPT', 'LOAD', MIGRATE_SLOTS_LUA));
