@@ -714,10 +714,7 @@ class HandOvers {
       for (const [source, entries] of bySource) {
         const first = entries[0] as HandOver;
         const own = entries.every((e) => e.queued) && this.batchesIdle(source);
-        void exec(
-          own ? first.c.source : first.c.sourceControl,
-          entries.map((e) => ['CLUSTER', 'SETSLOT', e.slot, 'NODE', e.job.to.id]),
-        )
+        void setSlotsNodeOnSource(own ? first.c.source : first.c.sourceControl, entries.map((e) => [e.slot, e.job.to.id] as const))
           .catch((err: Error) => entries.map((): [Error, null] => [err, null]))
           .then((r) =>
             entries.forEach((e, i) => {
@@ -734,6 +731,28 @@ class HandOvers {
     }
   }
 }
+
+/**
+ * Valkey (8.0 and later) sends CLUSTER SETSLOT to a master's replicas before it applies it, and
+ * answers NOREPLICAS, having changed nothing, when they do not acknowledge it within 2 s. A
+ * drained master's replicas leave it as its last slot goes (replica migration: they follow the
+ * slot to its new owner), so its last hand-overs can meet that; once it has seen them go, the
+ * same command goes through at once. Sent again while that is the answer, a few times at most.
+ * Redis never answers NOREPLICAS to SETSLOT.
+ */
+async function setSlotsNodeOnSource(client: Redis, slots: (readonly [number, string])[]): Promise<Reply> {
+  const replies: Reply = new Array(slots.length);
+  let todo = slots.map((_, i) => i);
+  for (let attempt = 1; todo.length > 0; attempt++) {
+    const r = await exec(client, todo.map((i) => ['CLUSTER', 'SETSLOT', (slots[i] as readonly [number, string])[0], 'NODE', (slots[i] as readonly [number, string])[1]]));
+    todo.forEach((i, k) => (replies[i] = r[k] ?? [new Error('no reply'), null]));
+    if (attempt === NOREPLICAS_ATTEMPTS) break;
+    todo = todo.filter((i) => /NOREPLICAS/.test(replies[i]?.[0]?.message ?? ''));
+  }
+  return replies;
+}
+
+const NOREPLICAS_ATTEMPTS = 4;
 
 /**
  * IMPORTING opened on the target ahead of the slots being moved, in pipelines of `ahead` slots:
