@@ -155,8 +155,10 @@ function redisIssues(data: Record<string, unknown>): Issue[] {
       out.push(error(['redis', field], `"${field}" has unknown placeholder {${unknown[0]}} (allowed: {host}, {port})`));
     }
     // clusterConfigFile is relative to dataDir on every kind of host; the others name files on a
-    // remote host, where there is no sensible directory to be relative to.
-    if (remote && field !== 'clusterConfigFile' && !value.startsWith('/')) {
+    // remote host, where there is no sensible directory to be relative to. A service without a
+    // slash is a systemd unit (provision/service.ts), e.g. Debian's valkey-server.
+    const unit = field === 'service' && !value.includes('/');
+    if (remote && field !== 'clusterConfigFile' && !unit && !value.startsWith('/')) {
       out.push(error(['redis', field], `"${field}" must be an absolute path for connection ${String(data.connection ?? 'ssh')} (got ${describe(value)})`));
     }
   }

@@ -76,6 +76,7 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ['config sets daemonize on a local node', `name: x\nconnection: local\nredis:\n  config:\n    daemonize: no\n${SIX}`, 5, 5, 'redis.config must not set "daemonize"'],
     ['config directive name', `name: x\nredis:\n  config:\n    "max memory": 1gb\n${SIX}`, 4, 5, '"max memory" is not a valid redis.conf directive name'],
     ['relative remote path', `name: x\nredis:\n  dataDir: data/{port}\n${SIX}`, 3, 12, '"dataDir" must be an absolute path for connection ssh'],
+    ['relative service path', `name: x\nredis:\n  service: init.d/redis_{port}\n${SIX}`, 3, 12, '"service" must be an absolute path for connection ssh'],
     ['unknown placeholder', `name: x\nredis:\n  configFile: /etc/redis/{name}.conf\n${SIX}`, 3, 15, 'unknown placeholder {name} (allowed: {host}, {port})'],
     ['unknown server', `name: x\nredis:\n  server: keydb\n${SIX}`, 3, 11, 'server must be one of: redis, valkey (got "keydb")'],
     ['serverBinary over SSH', `name: x\nredis:\n  server: valkey\n  serverBinary: /opt/valkey/bin/valkey-server\n${SIX}`, 4, 3, "redis.serverBinary is what connection: local starts its nodes with; with connection ssh the node's service starts it (redis.service)"],
@@ -258,7 +259,9 @@ describe('good specs', () => {
     expect(serverCommand(node('  server: valkey\n  serverBinary: bin/valkey-server\n'))).toBe(join(SPEC_DIR, 'bin/valkey-server'));
     expect(serverCommand(node('  server: valkey\n  serverBinary: ~/valkey/valkey-server\n'))).toBe(join(homedir(), 'valkey/valkey-server'));
     expect(serverCommand(node('  server: valkey\n  serverBinary: valkey-server-9\n'))).toBe('valkey-server-9');
-    // Over SSH it only says which binaries to ask on the host; the service starts the node.
+    // Over SSH it only says which binaries to ask on the host; the service starts the node: an
+    // init script, or a systemd unit such as Debian's valkey-server.
+    expect(requireSpec(parseSpec(`name: x\nredis:\n  server: valkey\n  service: valkey-server@{port}\n${SIX}`, FILE)).nodes[0]!.redis).toMatchObject({ server: 'valkey', service: 'valkey-server@7001' });
     expect(requireSpec(parseSpec(`name: x\nredis:\n  server: valkey\n  configFile: /etc/valkey/valkey.conf\nnodes:\n  - 10.0.0.1:6379\n  - 10.0.0.2:6379\n  - 10.0.0.3:6379\n`, FILE)).nodes[0]!.redis).toMatchObject({ server: 'valkey', configFile: '/etc/valkey/valkey.conf' });
   });
 
