@@ -308,6 +308,11 @@ interface JobContext {
   /** Undefined where plain MIGRATE must do; changed by the first pass that finds it refused or flushed. */
   script: ScriptUse | undefined;
   reloaded?: boolean;
+  /**
+   * The source is Valkey: its SETSLOT may answer NOREPLICAS and be sent again, by which time
+   * its next batch may have run, so its release never goes ahead of that batch (HandOvers).
+   */
+  valkey: boolean;
 }
 
 export class ClassicMigrator implements SlotMigrator {
@@ -346,8 +351,9 @@ export class ClassicMigrator implements SlotMigrator {
     const others = await Promise.all(job.others.map(async (o) => ({ ...o, client: await this.control.get(o.address) })));
     const { batchKeys, avgBytes } = await this.batchSize(source);
     // A cluster with a password: plain MIGRATE (ScriptUse says why).
-    const script = migrateAuthArgs(job.to.address).length > 0 ? undefined : await this.loadScript(source);
-    const c: JobContext = { source, target, sourceControl, targetControl, batchKeys, avgBytes, script };
+    const valkey = parseServer(parseInfo(await source.info('server'))).name === 'valkey';
+    const script = migrateAuthArgs(job.to.address).length > 0 ? undefined : await this.loadScript(source, valkey);
+    const c: JobContext = { source, target, sourceControl, targetControl, batchKeys, avgBytes, script, valkey };
     const imports = new ImportsAhead(job, targetControl, this.opts.importAhead);
     const told = new Announcements(job, others);
     const running = new Set<Promise<void>>();
@@ -406,10 +412,10 @@ export class ClassicMigrator implements SlotMigrator {
   }
 
   /** The source's copy of MIGRATE_SLOTS_LUA, or undefined where plain MIGRATE must do. */
-  private async loadScript(source: Redis): Promise<ScriptUse | undefined> {
+  private async loadScript(source: Redis, valkey: boolean): Promise<ScriptUse | undefined> {
+    if (valkey) return undefined;
     try {
-      const [[, threshold], server] = (await Promise.all([source.call('CONFIG', 'GET', 'busy-reply-threshold'), source.info('server')])) as [[string, string], string];
-      if (parseServer(parseInfo(server)).name === 'valkey') return undefined;
+      const [, threshold] = (await source.call('CONFIG', 'GET', 'busy-reply-threshold')) as [string, string];
       const thresholdMs = Number(threshold);
       if (!(thresholdMs >= MIN_BUSY_THRESHOLD_MS)) return undefined;
       const sha = String(await source.call('SCRIPT', 'LOAD', MIGRATE_SLOTS_LUA));
@@ -446,8 +452,8 @@ export class ClassicMigrator implements SlotMigrator {
       throw new Error(`slot(s) ${err.slots.join(', ')} belong to neither ${job.from.address} nor ${job.to.address} any more (moved since the plan); nothing was moved for them. Run plan again`);
     }
     // The first slot waits for its announcement below; the others may go on once the source's
-    // release is queued ahead of its next batch.
-    await this.handOvers.handOver(job, slots, c, first ? undefined : (n) => {
+    // release is queued ahead of its next batch (not on Valkey: see JobContext.valkey).
+    await this.handOvers.handOver(job, slots, c, first || c.valkey ? undefined : (n) => {
       group.queued += n;
       this.windows.queuedRelease(job.from.address, job.to.address, n);
     });
@@ -495,7 +501,7 @@ export class ClassicMigrator implements SlotMigrator {
       if (batches.some((b) => b.refused)) c.script = undefined;
       else if (batches.some((b) => b.retry) && c.script === script) {
         // The script cache was flushed: loaded once more; flushed again, plain MIGRATE.
-        c.script = c.reloaded ? undefined : await this.loadScript(c.source);
+        c.script = c.reloaded ? undefined : await this.loadScript(c.source, c.valkey);
         c.reloaded = true;
       }
       for (const b of batches) {
