@@ -34,7 +34,7 @@ export function migrationStrategy(desired: DesiredCluster, live: LiveCluster): M
   }
   // Members the spec no longer lists (they leave, often after giving their slots away).
   for (const n of live.nodes) if (!listed.has(n.address) && n.reachable && n.clusterEnabled && n.server) judge(n.address, n.server);
-  if (reasons.length === 0) return { kind: 'atomic' };
+  if (reasons.length === 0) return desired.migration === 'classic' ? { kind: 'classic', why: 'the spec says migration: classic' } : { kind: 'atomic' };
   // A Redis cluster gets no note: classic is all it has.
   if (!valkey) return { kind: 'classic' };
   return { kind: 'classic', why: `${reasons.slice(0, 2).join(', ')}${reasons.length > 2 ? ` and ${reasons.length - 2} more` : ''}; server-side migration needs Valkey >= ${ATOMIC_MIN_VALKEY_MAJOR} on every node` };

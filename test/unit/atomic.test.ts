@@ -19,8 +19,8 @@ const [N1, , , N4] = A as [string, string, string, string];
 const N7 = '127.0.0.1:7007';
 const N8 = '127.0.0.1:7008';
 
-function valkeySpec(nodes: string[], masters?: number) {
-  return specFrom([`name: unit`, 'connection: local', ...(masters ? [`masters: ${masters}`] : []), 'redis:', '  server: valkey', 'nodes:', ...nodes.map((a) => `  - ${a}`), ''].join('\n'));
+function valkeySpec(nodes: string[], masters?: number, extra: string[] = []) {
+  return specFrom([`name: unit`, 'connection: local', ...(masters ? [`masters: ${masters}`] : []), ...extra, 'redis:', '  server: valkey', 'nodes:', ...nodes.map((a) => `  - ${a}`), ''].join('\n'));
 }
 
 const running = (version: string, name = 'valkey') => (n: LiveNode): LiveNode => ({ ...n, server: { name, version } });
@@ -100,6 +100,14 @@ describe('migration strategy in the plan', () => {
     expect(text).toContain('Slots move server-side (every node runs Valkey >= 9): one CLUSTER MIGRATESLOTS on each source');
     expect(text).not.toContain('on a ramp');
     expect(text).not.toContain('in MIGRATING');
+  });
+
+  it('migration: classic in the spec: the MIGRATE engine, and the plan says so', () => {
+    const plan = computePlan(valkeySpec([...A, N7, N8], 4, ['migration: classic']), scaleOut(() => '9.1.2'), NOW);
+    for (const m of moves(plan)) expect(m.strategy).toEqual({ kind: 'classic', why: 'the spec says migration: classic' });
+    expect(renderPlan(plan)).toContain(`${N1} → ${N7} (MIGRATE: the spec says migration: classic) (new to clients: on a ramp)`);
+    expect(migrationStrategy(valkeySpec([...A, N7, N8], 4, ['migration: auto']), scaleOut(() => '9.1.2'))).toEqual({ kind: 'atomic' });
+    expect(() => valkeySpec(A, undefined, ['migration: atomic'])).toThrow(/migration/);
   });
 
   it('one node on Valkey 8: classic MIGRATE, and the plan says which node and why', () => {
