@@ -66,7 +66,7 @@ export class AtomicMigrator implements SlotMigrator {
       throw new Error(`${job.from.address}: CLUSTER MIGRATESLOTS ${what}: ${(err as Error).message}`);
     }
     const timeoutMs = this.opts.timeoutMs(dataset);
-    await followJob(source, job.from.address, what, ours, { timeoutMs, intervalMs: this.opts.pollMs });
+    await followJob(source, job.from.address, what, { find: ours }, { timeoutMs, intervalMs: this.opts.pollMs });
     // The job says it is done; the cluster must say so too: every node involved names the
     // target as the owner of every slot (the source and target at once, the others by gossip).
     await waitOwned(this.pool, [job.from.address, job.to.address, ...job.others.map((o) => o.address)], job.to, job.slots, { timeoutMs, intervalMs: this.opts.pollMs });
@@ -100,9 +100,9 @@ export async function waitOwned(pool: NodePool, involved: string[], to: { addres
  * `failed` or `cancelled` throws at once with the server's message. A job no longer listed (the
  * source restarted: the list is not saved) is judged by who owns its slots, by the caller.
  */
-export async function followJob(source: Redis, address: string, what: string, match: ((e: SlotMigrationEntry) => boolean) | { name: string }, opts: { timeoutMs: number; intervalMs: number }): Promise<'success' | 'gone'> {
+export async function followJob(source: Redis, address: string, what: string, match: { find: (e: SlotMigrationEntry) => boolean } | { name: string }, opts: { timeoutMs: number; intervalMs: number }): Promise<'success' | 'gone'> {
   let name = 'name' in match ? match.name : undefined;
-  const find = 'name' in match ? () => false : match;
+  const find = 'find' in match ? match.find : () => false;
   let outcome: 'success' | 'gone' = 'success';
   await waitFor(
     `${address}: the server-side migration of ${what}`,

@@ -1,6 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { AtomicMigrator } from '../../src/apply/atomic.js';
+import { NodePool } from '../../src/apply/pool.js';
+import { waitFor } from '../../src/apply/wait.js';
 import { parseInfo } from '../../src/live/parse.js';
+import { ongoing, parseSlotMigrations } from '../../src/live/slotMigrations.js';
 import { badKeys, everySlot, keysOn, keyTotal, loadKeys } from '../support/keys.js';
 import { answers, localSpec, ports, rcluster, rclusterBin, valkeyBin, valkeyCli, withNode } from './support.js';
 
@@ -15,6 +21,7 @@ const KEYS = everySlot(20_000);
 const NAME = 'itest-valkey-atomic';
 const spec = localSpec(NAME, []);
 const MOVE_TIMEOUT_MS = 240_000;
+const BIN = fileURLToPath(new URL('../../bin/rcluster.js', import.meta.url));
 
 let server = '';
 
@@ -142,4 +149,64 @@ describe('Valkey 9: atomic slot migration (CLUSTER MIGRATESLOTS) when every node
     },
     MOVE_TIMEOUT_MS,
   );
+  it('a server-side migration that is cancelled: the engine fails naming source, target, slots and the state; the slots stay with the source', async () => {
+    const id = async (p: number) => String(await withNode(p, (r) => r.call('CLUSTER', 'MYID')));
+    const [from, to] = [{ address: addr(P1), id: await id(P1) }, { address: addr(P2), id: await id(P2) }];
+    const pool = new NodePool();
+    // The target holds back its writes: the job waits for it, and stays in progress (not final).
+    await withNode(P2, (r) => r.call('CLIENT', 'PAUSE', '30000', 'WRITE'));
+    try {
+      const moving = new AtomicMigrator(pool, { timeoutMs: () => 60_000, pollMs: 50 }).migrate({ from, to, slots: Array.from({ length: 100 }, (_, i) => i), others: [] }, () => {});
+      moving.catch(() => {});
+      await waitFor('the job to be listed on the source', async () => (ongoing(parseSlotMigrations(await withNode(P1, (r) => r.call('CLUSTER', 'GETSLOTMIGRATIONS')))).length > 0 ? true : 'not yet'), { timeoutMs: 10_000 });
+      expect(await withNode(P1, (r) => r.call('CLUSTER', 'CANCELSLOTMIGRATIONS'))).toBe('OK');
+      await expect(moving).rejects.toThrow(/^127\.0\.0\.1:7891: the server-side migration of slots 0-99 127\.0\.0\.1:7891 -> 127\.0\.0\.1:7892 \(job [0-9a-f]{8}\) ended cancelled; the slots stay with 127\.0\.0\.1:7891$/);
+    } finally {
+      await withNode(P2, (r) => r.call('CLIENT', 'UNPAUSE'));
+      await pool.close();
+    }
+    const owner = String(await withNode(P1, (r) => r.call('CLUSTER', 'NODES'))).split('\n').find((l) => l.includes('myself'));
+    expect(owner).toMatch(/ 0-\d+/);
+    await expectIntact();
+  });
+
+  it('a server-side migration in progress when apply starts: the plan says so and apply waits for it before moving anything, then puts the slots back', async () => {
+    const target = String(await withNode(P2, (r) => r.call('CLUSTER', 'MYID')));
+    // The target holds back its writes (CLIENT PAUSE … WRITE), so the job stays in progress
+    // until apply has reached its wait; 30 s at most if something goes wrong.
+    await withNode(P2, (r) => r.call('CLIENT', 'PAUSE', '30000', 'WRITE'));
+    expect(await withNode(P1, (r) => r.call('CLUSTER', 'MIGRATESLOTS', 'SLOTSRANGE', '0', '99', 'NODE', target))).toBe('OK');
+    const plan = await rcluster('plan', '-f', spec.file);
+    expect(plan.out).toMatch(/Warning: a server-side migration is in progress \(slots 0-99 127\.0\.0\.1:7891 -> 127\.0\.0\.1:7892, [a-z-]+\); apply waits for it to end before anything else/);
+    expect(plan.out).toContain('· wait for the server-side migration(s) already in progress (0-99 127.0.0.1:7891 → 127.0.0.1:7892) to end');
+    // The plan counts the slots as 127.0.0.1:7892's already: 100 move back, to even the masters out.
+    expect(plan.out).toMatch(/~ move 100 slot\(s\) \(~[\d,]+ keys\) 127\.0\.0\.1:7892 → 127\.0\.0\.1:7891 \(atomic, server-side\)/);
+    const child = spawn(process.execPath, [BIN, 'apply', '-f', spec.file, '--auto-approve', '--json', '--wait-timeout', '60000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const events: { type: string; title?: string }[] = [];
+    let err = '';
+    let buffered = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buffered += d.toString();
+      const lines = buffered.split('\n');
+      buffered = lines.pop() ?? '';
+      for (const l of lines) if (l.startsWith('{')) events.push(JSON.parse(l) as { type: string; title?: string });
+    });
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+    try {
+      await waitFor('apply to wait for the migration in progress', async () => (events.some((e) => e.type === 'step_start' && e.title?.startsWith('wait for the server-side migration')) ? true : `${events.length} event(s)`), { timeoutMs: 20_000 });
+      // Nothing else has started: the wait comes first, alone.
+      expect(events.filter((e) => e.type === 'step_start').map((e) => e.title)).toEqual(['wait for the server-side migration(s) already in progress (0-99 127.0.0.1:7891 → 127.0.0.1:7892) to end']);
+    } finally {
+      await withNode(P2, (r) => r.call('CLIENT', 'UNPAUSE'));
+    }
+    expect({ code: await exited, err }).toEqual({ code: 0, err: '' });
+    expect(events.filter((e) => e.type === 'step_done').map((e) => e.title)).toEqual([
+      'wait for the server-side migration(s) already in progress (0-99 127.0.0.1:7891 → 127.0.0.1:7892) to end',
+      expect.stringMatching(/^move 100 slot\(s\) .* 127\.0\.0\.1:7892 → 127\.0\.0\.1:7891 \(atomic, server-side\)$/),
+      'wait until 6 nodes agree on slots and report cluster_state:ok',
+    ]);
+    expect(await slotCounts()).toEqual([5461, 5461, 5462]);
+    await expectIntact();
+  });
 });
