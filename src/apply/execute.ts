@@ -5,13 +5,14 @@ import { ApplyError, HostError } from '../errors.js';
 import type { HostDriver } from '../hosts/driver.js';
 import { connectNode, RCLUSTER_CONNECTION_NAME, splitAddress } from '../live/connect.js';
 import { credentials, scrubSecrets } from '../live/auth.js';
-import { parseClusterNodes, parseInfo } from '../live/parse.js';
+import { formatRanges, parseClusterNodes, parseInfo } from '../live/parse.js';
 import type { SlotRange } from '../live/types.js';
 import { JOIN_NODE_TIMEOUT_MS, type ConfigChange, type Plan, type Step, type StepKind } from '../plan/types.js';
 import type { ConfEdit } from '../provision/redisConf.js';
 import { SLOT_COUNT } from '../plan/slots.js';
 import { describeStep, phaseTitle } from '../render/steps.js';
 import { provisionSshNode, restartNode, runningIdentity, setConfigLive, startLocalNode, stopNode } from './nodes.js';
+import { AtomicMigrator, followJob, waitOwned } from './atomic.js';
 import { ClassicMigrator, DEFAULT_MIGRATE_OPTIONS, type MigrateOptions, type MigrationProgress, type SlotMigrator } from './migrate.js';
 import { dataTimeoutMs, DEFAULT_TIMEOUTS, type Timeouts } from '../spec/types.js';
 import { serviceCommands } from '../provision/service.js';
@@ -112,6 +113,10 @@ export async function executePlan(plan: Plan, deps: ApplyDeps, emit: (e: ApplyEv
     deps,
     pool,
     migrator: deps.migrator?.(migrationPool) ?? new ClassicMigrator(migrationPool, migrateOptions, controlPool),
+    // The plan says which moves go server-side (plan/strategy.ts); a migrator given in deps
+    // (tests of the classic engine) takes every move.
+    atomic: deps.migrator ? undefined : new AtomicMigrator(migrationPool, { timeoutMs: (bytes) => dataTimeoutMs(timeouts, bytes), pollMs: ATOMIC_POLL_MS }),
+    migrationPool,
     ids: new Map(),
     assigned: new Map(),
     waitTimeoutMs: deps.waitTimeoutMs ?? timeouts.waitMs,
@@ -187,6 +192,9 @@ interface StepContext {
   deps: ApplyDeps;
   pool: NodePool;
   migrator: SlotMigrator;
+  /** For the moves the plan marks atomic (Valkey CLUSTER MIGRATESLOTS). */
+  atomic: AtomicMigrator | undefined;
+  migrationPool: NodePool;
   /** address -> node id, learnt as apply goes (new nodes have no id until they run). */
   ids: Map<string, string>;
   /** Slots this apply gave to each master, so that waiting can tell the other nodes directly. */
@@ -280,7 +288,10 @@ async function runStep(step: Step, ctx: StepContext, progress: (p: MigrationProg
       // Redis 7 turns a master that gives away its last slot into a replica of the taker
       // (cluster-allow-replica-migration); this one is to stay a master until it is removed.
       if (step.lastSlots) await pool.call(step.from, 'CONFIG', 'SET', 'cluster-allow-replica-migration', 'no');
-      await migrate(step.from, step.to, slotList(step.slots), ctx, progress, step.newTarget ? { newTarget: true } : {});
+      await migrate(step.from, step.to, slotList(step.slots), ctx, progress, step.newTarget ? { newTarget: true } : {}, step.strategy?.kind === 'atomic' ? ctx.atomic : undefined);
+      return;
+    case 'wait_slot_migrations':
+      await waitSlotMigrations(step, ctx);
       return;
     case 'failover': {
       await failoverTo(step.node, step.master, ctx);
@@ -323,13 +334,39 @@ function assertNever(step: never): never {
 }
 
 /** Move slots with the migration engine; the other masters are read from the target's view now. */
-async function migrate(from: string, to: string, slots: number[], ctx: StepContext, progress: (p: MigrationProgress) => void, how: { newTarget?: boolean; finishing?: boolean }): Promise<void> {
+async function migrate(from: string, to: string, slots: number[], ctx: StepContext, progress: (p: MigrationProgress) => void, how: { newTarget?: boolean; finishing?: boolean }, migrator: SlotMigrator = ctx.migrator): Promise<void> {
   const [fromId, toId] = await Promise.all([idOf(from, ctx), idOf(to, ctx)]);
   const view = parseClusterNodes(String(await ctx.pool.call(to, 'CLUSTER', 'NODES')));
   const others = view
     .filter((e) => e.role === 'master' && !e.handshake && !e.noaddr && !e.fail && e.id !== fromId && e.id !== toId && e.host)
     .map((e) => ({ id: e.id, address: `${e.host}:${e.port}` }));
-  await ctx.migrator.migrate({ from: { address: from, id: fromId }, to: { address: to, id: toId }, slots, others, ...how }, progress);
+  await migrator.migrate({ from: { address: from, id: fromId }, to: { address: to, id: toId }, slots, others, ...how }, progress);
+}
+
+/** How often a server-side migration's state is read: a small one is over in a few hundred ms. */
+const ATOMIC_POLL_MS = 50;
+
+/**
+ * Server-side migrations that were running when the plan was made: each followed on its source
+ * until it ends; one that ends other than in success fails the step (the plan counted its slots
+ * as the target's). One its source no longer lists (restarted) counts as done only if every
+ * node names the target the owner of its slots.
+ */
+async function waitSlotMigrations(step: Extract<Step, { kind: 'wait_slot_migrations' }>, ctx: StepContext): Promise<void> {
+  const members = ctx.plan.desired.nodes.map((n) => n.address);
+  await Promise.all(
+    step.jobs.map(async (j) => {
+      const what = `slots ${formatRanges(j.ranges)} ${j.source} -> ${j.target}`;
+      const source = await ctx.migrationPool.get(j.source);
+      const bytes = await datasetBytes(j.source, ctx).catch(() => 0);
+      const opts = { timeoutMs: dataTimeoutMs(ctx.timeouts, bytes), intervalMs: ATOMIC_POLL_MS };
+      await followJob(source, j.source, what, { name: j.name }, opts);
+      const involved = [...new Set([j.source, j.target, ...members.filter((m) => m !== j.source && m !== j.target)])];
+      await waitOwned(ctx.migrationPool, involved, { address: j.target, id: await idOf(j.target, ctx) }, slotList(j.ranges), opts).catch((err: Error) => {
+        throw new Error(`${err.message}; the server-side migration of ${what} is no longer listed on ${j.source}, so it did not end in success there. Run plan again`);
+      });
+    }),
+  );
 }
 
 /**

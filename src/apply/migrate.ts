@@ -20,9 +20,9 @@ import type { NodePool } from './pool.js';
  * (`[slot->-id]`, `[slot-<-id]`), and running the same job again finishes it. Nothing is re-sent
  * blindly after an error: each pass reads the keys left in the slot again.
  *
- * A second strategy (server-side atomic migration: Valkey >= 9 CLUSTER MIGRATESLOTS, Redis >= 8.4
- * CLUSTER MIGRATION IMPORT) would implement `SlotMigrator` too, and be chosen where every node
- * supports it.
+ * The other strategy, server-side atomic migration (Valkey >= 9 CLUSTER MIGRATESLOTS), is
+ * atomic.ts; the plan chooses per move (plan/strategy.ts). Redis >= 8.4's CLUSTER MIGRATION
+ * IMPORT would be a third.
  */
 export interface SlotMigrator {
   migrate(job: MigrationJob, onProgress: (p: MigrationProgress) => void): Promise<MigrationProgress>;

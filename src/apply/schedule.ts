@@ -41,6 +41,7 @@ export function footprint(step: Step): Footprint {
     case 'wait_join':
     case 'wait_cluster_ok':
     case 'wait_replication':
+    case 'wait_slot_migrations':
       return alone;
   }
 }

@@ -8,6 +8,7 @@ import { acceptedBy, AuthError, credentials, isNoAuth, noAuthMessage, passwordHa
 import { unlistedNode } from '../spec/normalize.js';
 import { slotList } from '../plan/slots.js';
 import { parseClusterNodes, parseInfo, parseKeyspaceKeys, parseReplication, parseServer } from './parse.js';
+import { ongoing, parseSlotMigrations, supportsAtomic } from './slotMigrations.js';
 import { HostError, HostUnreachableError, PlanError } from '../errors.js';
 import { readDirective } from '../provision/redisConf.js';
 import { serviceCommands } from '../provision/service.js';
@@ -100,7 +101,7 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeo
     const names = Object.keys(node.redis.config);
     // Every read that does not depend on another goes at once: one round trip over a slow link.
     const c = client;
-    const [running, nodeTimeout, cluster, auth] = await Promise.all([
+    const [running, nodeTimeout, cluster, auth, migrations] = await Promise.all([
       runningConfig(c, names),
       // cluster-node-timeout too: apply shortens it while a node joins, and a run cut off then
       // leaves it short (the plan gives the spec's back). Only if the node lets us read it: a
@@ -111,7 +112,13 @@ async function inspectRedis(node: DesiredNode, driver?: HostDriver, commandTimeo
         ? Promise.all([c.call('CLUSTER', 'NODES') as Promise<string>, c.call('CLUSTER', 'INFO') as Promise<string>, c.call('CLUSTER', 'MYID') as Promise<string>])
         : undefined,
       authState(c, node.address),
+      // Server-side migrations this node is sending (plan/diff.ts waits for them). Only where
+      // the command exists; a node that refuses it (an ACL) is planned as having none.
+      live.clusterEnabled && supportsAtomic(live.server)
+        ? c.call('CLUSTER', 'GETSLOTMIGRATIONS').then((r) => ongoing(parseSlotMigrations(r)), () => undefined)
+        : undefined,
     ]);
+    if (migrations && migrations.length > 0) live.slotMigrations = migrations;
     live.runningConfig = { ...nodeTimeout, ...running };
     live.unknownDirectives = names.filter((n) => !FILE_ONLY.has(n.toLowerCase()) && !(n.toLowerCase() in running));
     if (auth) live.auth = auth;

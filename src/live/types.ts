@@ -1,3 +1,5 @@
+import type { SlotMigrationEntry } from './slotMigrations.js';
+
 /** What is really there, read fresh each time. */
 
 export interface SlotRange {
@@ -82,6 +84,11 @@ export interface LiveNode {
   /** INFO redis_version: on Valkey, the Redis version it is compatible with (see `server`). */
   redisVersion?: string;
   server?: ServerInfo;
+  /**
+   * Server-side slot migrations this node is running as their source (Valkey >= 9 CLUSTER
+   * GETSLOTMIGRATIONS, EXPORTs not ended yet); absent where the server has none to report.
+   */
+  slotMigrations?: SlotMigrationEntry[];
   /** INFO used_memory_dataset: no key on the node is bigger (plan/bigKeys.ts skips reading its keys). */
   datasetBytes?: number;
   /** For a node that does not answer: the cluster state saved in its cluster config file, if any. */

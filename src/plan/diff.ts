@@ -11,6 +11,7 @@ import { nodeState, safeRestart, type NodeState } from './nodeState.js';
 import { planShards } from './shards.js';
 import { SLOT_COUNT, slotList, toRanges } from './slots.js';
 import { solveSlots } from './solver.js';
+import { migrationStrategy } from './strategy.js';
 import { CLIENTS_LEAVE_MS, JOIN_NODE_TIMEOUT_MS, type DownNode, type NodeRole, type Plan, type Step } from './types.js';
 
 /**
@@ -105,6 +106,22 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     }
   }
   for (const o of open) owner.set(o.slot, o.to);
+  // Server-side migrations still running (an apply cut off, or one started by hand): their slots
+  // count as the target's, as half-moved ones do, and apply first waits for them to end (a job
+  // that fails fails that wait: the plan was made for its success). Starting another job for
+  // them meanwhile would be refused ("I am already migrating slot …"), and classic SETSLOT on
+  // them would race the server's own hand-over.
+  const inFlight: Extract<Step, { kind: 'wait_slot_migrations' }>['jobs'] = [];
+  for (const n of live.nodes) {
+    for (const j of n.slotMigrations ?? []) {
+      const e = anchor.view.find((x) => x.id === j.targetNode);
+      const target = e ? addressOf(e) : undefined;
+      if (!target) throw new PlanError(`${n.address} is moving slots ${j.slotRanges} to node ${j.targetNode.slice(0, 8)} (server-side, job ${j.name.slice(0, 8)}: ${j.state}), which is not part of the cluster; cancel it (CLUSTER CANCELSLOTMIGRATIONS on ${n.address}) or let it end, then plan again`);
+      inFlight.push({ source: n.address, target, ranges: j.ranges, name: j.name });
+      for (const slot of slotList(j.ranges)) owner.set(slot, target);
+      warnings.push(`a server-side migration is in progress (slots ${j.slotRanges} ${n.address} -> ${target}, ${j.state}); apply waits for it to end before anything else`);
+    }
+  }
   const claims = new Map<string, number[]>();
   for (const [slot, who] of owner) {
     const mine = claims.get(who);
@@ -213,6 +230,7 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     replicate.push({ kind: 'replicate', node: replica, master, ...(now !== undefined || wasMaster ? { resync: true } : {}) });
   }
   steps.push(...replicate.filter((r) => !draining.has(r.node)));
+  const strategy = migrationStrategy(desired, live);
   const moves: Step[] = solved.moves.map((m) => ({
     kind: 'migrate_slots',
     from: m.from,
@@ -223,6 +241,8 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
     ...(draining.has(m.from) && !desired.nodes.some((n) => n.address === m.from) ? { lastSlots: true } : {}),
     // Half-moved slots count as the importing node's: a node that has some is known already.
     ...(!claims.has(m.to) ? { newTarget: true } : {}),
+    // A Redis cluster's moves carry none: classic is all Redis has, and its plans stay as they were.
+    ...(strategy.kind === 'atomic' || strategy.why ? { strategy } : {}),
   }));
   steps.push(...moves);
   if (moves.length > 0) steps.push({ kind: 'wait_cluster_ok', nodes: all });
@@ -237,6 +257,8 @@ export function computePlan(desired: DesiredCluster, live: LiveCluster, now: Dat
   for (const l of leaving.filter((x) => !x.reachable && !x.wasReset)) {
     warnings.push(`${l.address} (${l.id.slice(0, 8)}) is not in the spec and does not answer: it is forgotten, but cannot be reset or stopped; reset it (CLUSTER RESET HARD) before it is started again`);
   }
+
+  if (inFlight.length > 0) steps.unshift({ kind: 'wait_slot_migrations', jobs: inFlight });
 
   const finalSlots = solved.final;
   const roleList: NodeRole[] = [

@@ -54,8 +54,16 @@ export type Step =
    * source gives away everything it has and must stay a master until it is removed.
    * `newTarget`: `to` owns no slot yet, so clients do not know it: its first slot moves alone,
    * then its slots migrate on a ramp (apply/migrate.ts rampLimit).
+   * `strategy`: how apply moves them (plan/strategy.ts decides it from what every node runs);
+   * absent (plan files written before it existed): the classic MIGRATE engine.
    */
-  | { kind: 'migrate_slots'; from: string; to: string; slots: SlotRange[]; count: number; keys: number; lastSlots?: boolean; newTarget?: boolean }
+  | { kind: 'migrate_slots'; from: string; to: string; slots: SlotRange[]; count: number; keys: number; lastSlots?: boolean; newTarget?: boolean; strategy?: MigrationStrategy }
+  /**
+   * A server-side migration (Valkey CLUSTER MIGRATESLOTS) that was already running when the plan
+   * was made, by an apply cut off or by hand: apply waits for it to end before anything else,
+   * and fails if it ends other than in success. The plan counts its slots as the target's.
+   */
+  | { kind: 'wait_slot_migrations'; jobs: { source: string; target: string; ranges: SlotRange[]; name: string }[] }
   /**
    * The in-sync replica `node` takes its master's slots over (CLUSTER FAILOVER): the master leaves
    * the spec, or (`preferred`) `node` is the shard's preferredMaster and the master stays as its replica.
@@ -79,6 +87,13 @@ export type Step =
   | { kind: 'remove_node'; node: string; id: string; stop: boolean; reachable: boolean; wasReset?: boolean; service?: string; clientsWaitMs?: number };
 
 export type StepKind = Step['kind'];
+
+/**
+ * `atomic`: the source moves the slots itself (Valkey >= 9 CLUSTER MIGRATESLOTS, apply/atomic.ts);
+ * `classic`: SETSLOT + MIGRATE driven by rcluster (apply/migrate.ts). `why`: on a cluster that
+ * runs Valkey, why not atomic ("127.0.0.1:7884 is valkey 8.1.0").
+ */
+export type MigrationStrategy = { kind: 'atomic' } | { kind: 'classic'; why?: string };
 
 /** An edit of a node's config file, as the plan shows it. */
 export interface ConfigChange {

@@ -62,13 +62,21 @@ export function renderPlan(plan: Plan): string {
  * clients do not know yet (one line each).
  */
 function migrationLines(plan: Plan): string[] {
-  const moves = plan.steps.filter((s) => s.kind === 'migrate_slots' || s.kind === 'finish_migration');
-  if (moves.length === 0) return [];
-  const out = [
+  const atomic = (s: Plan['steps'][number]) => s.kind === 'migrate_slots' && s.strategy?.kind === 'atomic';
+  const moves = plan.steps.filter((s) => (s.kind === 'migrate_slots' || s.kind === 'finish_migration') && !atomic(s));
+  const out: string[] = [];
+  if (plan.steps.some(atomic)) {
+    out.push(
+      '',
+      '  Slots move server-side (every node runs Valkey >= 9): one CLUSTER MIGRATESLOTS on each source, which serves the slots\' keys until the target takes them over (clients meet no -ASK).',
+    );
+  }
+  if (moves.length === 0) return out;
+  out.push(
     '',
     `  Slots move in groups of ${MIGRATION_WINDOW / 2} from each source, at most ${MIGRATION_WINDOW} in MIGRATING on a source at once (a moved slot answers clients -ASK until it is handed over).`,
-  ];
-  const ramps = new Set(plan.steps.flatMap((s) => (s.kind === 'migrate_slots' && s.newTarget ? [s.to] : [])));
+  );
+  const ramps = new Set(plan.steps.flatMap((s) => (s.kind === 'migrate_slots' && s.newTarget && !atomic(s) ? [s.to] : [])));
   for (const to of ramps) {
     out.push(
       `  ${to} owns no slot yet, so clients do not know it: its first slot moves alone, then at most 1 slot migrates to it per ${RAMP_RATIO} already handed over (a client learns a node from -MOVED; some fail on an -ASK to a node they do not know).`,

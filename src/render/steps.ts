@@ -37,7 +37,9 @@ export function describeStep(step: Step): string {
     case 'finish_migration':
       return `finish migration of ${step.slots.length === 1 ? `slot ${step.slots[0]}` : `${step.slots.length} slots (${formatRanges(toRanges(step.slots), 6)})`} ${step.from} → ${step.to} (${formatCount(step.keys)} key(s) left)`;
     case 'migrate_slots':
-      return `move ${step.count} slot(s) (~${formatCount(step.keys)} keys) ${step.from} → ${step.to}${step.lastSlots ? ` (its last slots; ${step.from} stays a master until it is removed)` : ''}${step.newTarget ? ' (new to clients: on a ramp)' : ''}`;
+      return `move ${step.count} slot(s) (~${formatCount(step.keys)} keys) ${step.from} → ${step.to}${step.lastSlots ? ` (its last slots; ${step.from} stays a master until it is removed)` : ''}${strategyNote(step)}`;
+    case 'wait_slot_migrations':
+      return `wait for the server-side migration(s) already in progress (${step.jobs.map((j) => `${formatRanges(j.ranges, 4)} ${j.source} → ${j.target}`).join('; ')}) to end`;
     case 'failover':
       return step.preferred
         ? `${step.node} takes its shard's master role back from ${step.master} (CLUSTER FAILOVER; it is preferredMaster), and ${step.master} becomes its replica`
@@ -58,6 +60,16 @@ export function describeStep(step: Step): string {
           ? `${step.node} is stopped, and was reset before it stopped (its saved state knows no other node): it is only forgotten`
           : `${step.node} does not answer: it is only forgotten; reset it (CLUSTER RESET HARD) before it comes back`;
   }
+}
+
+/**
+ * How a move goes: `(atomic, server-side)` (Valkey CLUSTER MIGRATESLOTS: no -ASK, so no ramp),
+ * or `(MIGRATE)` with the ramp towards a new master, and on a Valkey cluster why not atomic.
+ */
+function strategyNote(step: Extract<Step, { kind: 'migrate_slots' }>): string {
+  if (step.strategy?.kind === 'atomic') return ' (atomic, server-side)';
+  const why = step.strategy?.why ? `: ${step.strategy.why}` : '';
+  return ` (MIGRATE${why})${step.newTarget ? ' (new to clients: on a ramp)' : ''}`;
 }
 
 /** 83400 -> "83,400". */
@@ -82,6 +94,7 @@ const PHASE_TITLES: Record<StepKind, (n: number) => string> = {
   wait_replication: () => 'Wait for replicas to sync',
   finish_migration: (n) => `Finish ${n} interrupted slot migration(s)`,
   migrate_slots: (n) => `Move slots between ${n} pair(s) of masters`,
+  wait_slot_migrations: () => 'Wait for server-side migrations in progress',
   failover: (n) => `Fail over ${n} master(s) to their replicas`,
   reset_node: (n) => `Wipe ${n} node(s) re-added with --allow-reset`,
   forget_node: (n) => `Forget ${n} node(s)`,
@@ -106,6 +119,7 @@ export function stepGroup(kind: StepKind): StepGroup {
     case 'wait_cluster_ok':
     case 'finish_migration':
     case 'migrate_slots':
+    case 'wait_slot_migrations':
       return 'slots';
     case 'replicate':
     case 'wait_replication':
@@ -141,6 +155,7 @@ export function stepMarker(kind: StepKind): string {
     case 'wait_join':
     case 'wait_cluster_ok':
     case 'wait_replication':
+    case 'wait_slot_migrations':
       return '·';
   }
 }

@@ -84,6 +84,7 @@ export function normalize(raw: RawSpec, specFile: string): DesiredCluster {
     masters,
     mastersExplicit: raw.masters !== undefined,
     nodes,
+    ...(raw.migration === 'classic' ? { migration: 'classic' as const } : {}),
     timeouts: {
       commandMs: raw.timeouts?.command ?? DEFAULT_TIMEOUTS.commandMs,
       waitMs: raw.timeouts?.wait ?? DEFAULT_TIMEOUTS.waitMs,

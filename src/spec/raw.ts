@@ -21,6 +21,7 @@ export interface RawSpec {
   };
   replicasPerMaster?: number;
   masters?: number;
+  migration?: 'auto' | 'classic';
   timeouts?: { command?: number; wait?: number; transferRate?: number };
   nodes: (string | RawNode)[];
 }

@@ -119,6 +119,8 @@ export interface DesiredCluster {
    */
   mastersExplicit: boolean;
   nodes: DesiredNode[];
+  /** `migration: classic` in the spec: the MIGRATE engine even where every node could move slots server-side (plan/strategy.ts). */
+  migration?: 'classic';
   timeouts: Timeouts;
   /** requirepass and masterauth of every node, and rcluster's own login. */
   auth?: AuthSpec;

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/apply/wait.js';
 import { parseInfo } from '../../src/live/parse.js';
-import { badKeys, everySlot, keysOn, loadKeys } from '../support/keys.js';
+import { badKeys, everySlot, keysOn, keyTotal, loadKeys } from '../support/keys.js';
 import { answers, localSpec, ports, rcluster, rclusterBin, valkeyBin, valkeyCli, withNode } from './support.js';
 
 // Valkey wherever Redis: the create and the day-2 changes of day2.test.ts on valkey-server 9
@@ -31,6 +31,12 @@ async function applyOk(): Promise<string> {
   const r = await rclusterBin(['apply', '-f', spec.file, '--auto-approve', '--wait-timeout', '60000'], { timeoutMs: MOVE_TIMEOUT_MS - 10_000 });
   expect({ code: r.code, signal: r.signal, err: r.err }).toEqual({ code: 0, signal: null, err: '' });
   return r.out;
+}
+
+/** The move phase's time as apply printed it, for comparison with valkey-atomic.test.ts. */
+function moveTime(what: string, out: string): void {
+  const took = /Move slots between \d+ pair\(s\) of masters \(([\d.]+ m?s)\)/.exec(out)?.[1];
+  console.info(`valkey (classic engine): ${what} (${keyTotal(KEYS)} keys): slot moves took ${took ?? '(not printed)'}`);
 }
 
 async function info(port: number, section: string): Promise<Record<string, string>> {
@@ -123,8 +129,11 @@ describe('Valkey 9: connection local with redis.server valkey, create and day-2 
     'scale out 3 -> 4 masters: exactly 4096 slots move to the new master, with plain MIGRATE (Valkey gets no script)',
     async () => {
       for (const p of [P1, P2, P3]) await withNode(p, (r) => r.config('RESETSTAT'));
-      writeSpec(PORTS, ['masters: 4']);
-      await applyOk();
+      // migration: classic: every node runs Valkey 9, which would move the slots server-side
+      // (valkey-atomic.test.ts); this is the MIGRATE engine's test on Valkey.
+      writeSpec(PORTS, ['masters: 4', 'migration: classic']);
+      expect((await rcluster('plan', '-f', spec.file)).out).toContain(`→ ${addr(P7)} (MIGRATE: the spec says migration: classic)`);
+      moveTime('scale-out 3 -> 4', await applyOk());
       expect(await slotCounts()).toEqual([4096, 4096, 4096, 4096]);
       expect(await keysOn(addr(P7))).toBeGreaterThanOrEqual(4096);
       // The engine's script (SETSLOT MIGRATING, GETKEYSINSLOT, MIGRATE inside EVALSHA) is not
@@ -143,8 +152,8 @@ describe('Valkey 9: connection local with redis.server valkey, create and day-2 
   it(
     'scale in 4 -> 3 masters: the new master is drained and removed with its replica (its last hand-overs meet NOREPLICAS as that replica follows its last slot away)',
     async () => {
-      writeSpec([P1, P2, P3, P4, P5, P6], ['masters: 3']);
-      await applyOk();
+      writeSpec([P1, P2, P3, P4, P5, P6], ['masters: 3', 'migration: classic']);
+      moveTime('scale-in 4 -> 3', await applyOk());
       const counts = await slotCounts();
       expect(counts).toHaveLength(3);
       for (const n of counts) expect(Math.abs(n - 5461)).toBeLessThanOrEqual(1);

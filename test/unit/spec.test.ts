@@ -32,7 +32,7 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ['spec is a list', `- a\n- b\n`, 1, 1, 'the spec must be a mapping (got a list)'],
     ['wrong type', `name: x\nreplicasPerMaster: "one"\n${SIX}`, 2, 20, '"replicasPerMaster" must be an integer of at least 0 (got "one")'],
     ['negative replicasPerMaster', `name: x\nreplicasPerMaster: -1\n${SIX}`, 2, 20, '"replicasPerMaster" must be an integer of at least 0 (got -1)'],
-    ['unknown top-level key', `name: x\nreplicas: 1\n${SIX}`, 2, 1, 'unknown key "replicas" (allowed: name, connection, ssh, redis, timeouts, replicasPerMaster, masters, nodes)'],
+    ['unknown top-level key', `name: x\nreplicas: 1\n${SIX}`, 2, 1, 'unknown key "replicas" (allowed: name, connection, ssh, redis, timeouts, replicasPerMaster, masters, migration, nodes)'],
     ['unknown key inside redis', `name: x\nredis:\n  nodeTimeout: 5000\n  maxmemory: 1gb\n${SIX}`, 4, 3, 'unknown key "maxmemory" in redis (allowed: configFile,'],
     ['unknown key in a node object', `name: x\nnodes:\n  - { host: 127.0.0.1, port: 7001, wieght: 2 }\n${nodeLines(5, 7002)}\n`, 3, 36, 'unknown key "wieght" in nodes[0]; did you mean "weight"? (allowed: host, port, weight, preferredMaster, ssh)'],
     ['unknown key in a node ssh', `name: x\nnodes:\n  - host: 127.0.0.1\n    port: 7001\n    ssh: { usr: a }\n${nodeLines(5, 7002)}\n`, 5, 12, 'unknown key "usr" in nodes[0].ssh; did you mean "user"? (allowed: user, port, identityFile, host, jump, become)'],
@@ -111,7 +111,7 @@ describe('bad specs: each problem is reported at its line and column', () => {
     ].join('\n');
     expect(lines(errors(text))).toEqual([
       '2:13: connection must be one of: ssh, local, none (got "ftp")',
-      '3:1: unknown key "replicas" (allowed: name, connection, ssh, redis, timeouts, replicasPerMaster, masters, nodes)',
+      '3:1: unknown key "replicas" (allowed: name, connection, ssh, redis, timeouts, replicasPerMaster, masters, migration, nodes)',
       '5:16: "nodeTimeout" must be an integer of at least 100 (got "fast")',
       '8:5: node "127.0.0.1:99999": port 99999 is out of range (must be an integer from 1 to 65535)',
       '9:30: "port" must be an integer from 1 to 65535 (got 0)',
@@ -408,6 +408,6 @@ describe('the JSON Schema', () => {
     visit(schema, '');
     expect(undocumented).toEqual([]);
     expect(open).toEqual([]);
-    expect(Object.keys(schema.properties as object)).toEqual(['name', 'connection', 'ssh', 'redis', 'timeouts', 'replicasPerMaster', 'masters', 'nodes']);
+    expect(Object.keys(schema.properties as object)).toEqual(['name', 'connection', 'ssh', 'redis', 'timeouts', 'replicasPerMaster', 'masters', 'migration', 'nodes']);
   });
 });
