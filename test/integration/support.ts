@@ -4,8 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
+import { expect } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import type { Io } from '../../src/cli/io.js';
+import { parseInfo } from '../../src/live/parse.js';
+import { badKeys, type KeySet } from '../support/keys.js';
 
 export interface CliResult {
   code: number;
@@ -99,4 +102,44 @@ export async function answers(port: number, host = '127.0.0.1'): Promise<boolean
 
 export function ports(from: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => from + i);
+}
+
+/** INFO `section` of the node on `port`, as fields. */
+export async function infoOf(port: number, section: string): Promise<Record<string, string>> {
+  return parseInfo(await withNode(port, (r) => r.info(section)));
+}
+
+/** Slots held by each master that holds any, ascending, as the node on `port` sees them. */
+export async function masterSlotCounts(port: number): Promise<number[]> {
+  const text = String(await withNode(port, (r) => r.call('CLUSTER', 'NODES')));
+  return text
+    .trim()
+    .split('\n')
+    .map((line) =>
+      line
+        .split(' ')
+        .slice(8)
+        .filter((r) => !r.startsWith('['))
+        .reduce((k, r) => {
+          const [a, b] = r.split('-').map(Number);
+          return k + ((b ?? a) as number) - (a as number) + 1;
+        }, 0),
+    )
+    .filter((n) => n > 0)
+    .sort((a, b) => a - b);
+}
+
+/**
+ * What a step of a test ends with: every key there with its value, the server's own
+ * `--cluster check` (redis-cli or valkey-cli) clean, and nothing left to plan.
+ */
+export async function expectClusterIntact(o: { seed: string; keys: KeySet; cli: (args: string[]) => Promise<CliResult>; specFile: string }): Promise<void> {
+  expect(await badKeys(o.seed, o.keys)).toEqual([]);
+  const check = await o.cli(['--cluster', 'check', o.seed]);
+  expect(check.out).toContain('[OK] All nodes agree about slots configuration.');
+  expect(check.out).toContain('[OK] All 16384 slots covered.');
+  expect(check.out).not.toMatch(/\[WARNING\]|\[ERR\]/);
+  const again = await rcluster('plan', '-f', o.specFile, '--detailed-exitcode');
+  expect(again.out).toContain('No changes.');
+  expect(again.code).toBe(0);
 }

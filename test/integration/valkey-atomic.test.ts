@@ -5,10 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { AtomicMigrator } from '../../src/apply/atomic.js';
 import { NodePool } from '../../src/apply/pool.js';
 import { waitFor } from '../../src/apply/wait.js';
-import { parseInfo } from '../../src/live/parse.js';
 import { ongoing, parseSlotMigrations } from '../../src/live/slotMigrations.js';
-import { badKeys, everySlot, keysOn, keyTotal, loadKeys } from '../support/keys.js';
-import { answers, localSpec, ports, rcluster, rclusterBin, valkeyBin, valkeyCli, withNode } from './support.js';
+import { everySlot, keysOn, keyTotal, loadKeys } from '../support/keys.js';
+import { answers, expectClusterIntact, infoOf, localSpec, masterSlotCounts, ports, rcluster, rclusterBin, valkeyBin, valkeyCli, withNode } from './support.js';
 
 // Atomic, server-side slot migration (CLUSTER MIGRATESLOTS) on valkey-server 9 processes, ports
 // 7891-7898: the plan names the strategy, and a scale-out 3 -> 4 and back moves every key with
@@ -44,38 +43,9 @@ async function applyMoves(): Promise<number> {
   return done?.ms as number;
 }
 
-async function info(port: number, section: string): Promise<Record<string, string>> {
-  return parseInfo(await withNode(port, (r) => r.info(section)));
-}
-
 /** Calls of a command since the node's last CONFIG RESETSTAT (INFO commandstats); 0 when never called. */
 async function calls(port: number, command: string): Promise<number> {
-  return Number(/calls=(\d+)/.exec((await info(port, 'commandstats'))[`cmdstat_${command}`] ?? '')?.[1] ?? 0);
-}
-
-async function slotCounts(): Promise<number[]> {
-  const text = String(await withNode(P1, (r) => r.call('CLUSTER', 'NODES')));
-  return text
-    .trim()
-    .split('\n')
-    .map((line) => line.split(' ').slice(8).filter((r) => !r.startsWith('[')).reduce((k, r) => {
-      const [a, b] = r.split('-').map(Number);
-      return k + ((b ?? a) as number) - (a as number) + 1;
-    }, 0))
-    .filter((n) => n > 0)
-    .sort((a, b) => a - b);
-}
-
-/** Every key there with its value, valkey-cli's own check clean, and nothing left to do. */
-async function expectIntact(): Promise<void> {
-  expect(await badKeys(addr(P1), KEYS)).toEqual([]);
-  const check = await valkeyCli(['--cluster', 'check', addr(P1)]);
-  expect(check.out).toContain('[OK] All nodes agree about slots configuration.');
-  expect(check.out).toContain('[OK] All 16384 slots covered.');
-  expect(check.out).not.toMatch(/\[WARNING\]|\[ERR\]/);
-  const again = await rcluster('plan', '-f', spec.file, '--detailed-exitcode');
-  expect(again.out).toContain('No changes.');
-  expect(again.code).toBe(0);
+  return Number(/calls=(\d+)/.exec((await infoOf(port, 'commandstats'))[`cmdstat_${command}`] ?? '')?.[1] ?? 0);
 }
 
 describe('Valkey 9: atomic slot migration (CLUSTER MIGRATESLOTS) when every node supports it', () => {
@@ -95,9 +65,9 @@ describe('Valkey 9: atomic slot migration (CLUSTER MIGRATESLOTS) when every node
     writeSpec([P1, P2, P3, P4, P5, P6]);
     const r = await rclusterBin(['apply', '-f', spec.file, '--auto-approve'], { timeoutMs: 120_000 });
     expect({ code: r.code, err: r.err }).toEqual({ code: 0, err: '' });
-    expect(await slotCounts()).toEqual([5461, 5461, 5462]);
+    expect(await masterSlotCounts(P1)).toEqual([5461, 5461, 5462]);
     await loadKeys(addr(P1), KEYS);
-    await expectIntact();
+    await expectClusterIntact({ seed: addr(P1), keys: KEYS, cli: valkeyCli, specFile: spec.file });
   });
 
   it(
@@ -114,7 +84,7 @@ describe('Valkey 9: atomic slot migration (CLUSTER MIGRATESLOTS) when every node
       for (const p of [P1, P2, P3]) await withNode(p, (r) => r.config('RESETSTAT'));
       const ms = await applyMoves();
       console.info(`valkey-atomic: scale-out 3 -> 4 (${keyTotal(KEYS)} keys): slot moves took ${ms} ms`);
-      expect(await slotCounts()).toEqual([4096, 4096, 4096, 4096]);
+      expect(await masterSlotCounts(P1)).toEqual([4096, 4096, 4096, 4096]);
       expect(await keysOn(addr(P7))).toBeGreaterThanOrEqual(4096);
       for (const p of [P1, P2, P3]) {
         // No classic move: no MIGRATE from the sources, no script, no SETSLOT MIGRATING.
@@ -123,7 +93,7 @@ describe('Valkey 9: atomic slot migration (CLUSTER MIGRATESLOTS) when every node
       }
       // A MIGRATE would have reached the target as RESTORE-ASKING.
       expect(await calls(P7, 'restore-asking')).toBe(0);
-      await expectIntact();
+      await expectClusterIntact({ seed: addr(P1), keys: KEYS, cli: valkeyCli, specFile: spec.file });
     },
     MOVE_TIMEOUT_MS,
   );
@@ -139,13 +109,13 @@ describe('Valkey 9: atomic slot migration (CLUSTER MIGRATESLOTS) when every node
       for (const p of [P1, P2, P3]) await withNode(p, (r) => r.config('RESETSTAT'));
       const ms = await applyMoves();
       console.info(`valkey-atomic: scale-in 4 -> 3 (${keyTotal(KEYS)} keys): slot moves took ${ms} ms`);
-      const counts = await slotCounts();
+      const counts = await masterSlotCounts(P1);
       expect(counts).toHaveLength(3);
       for (const n of counts) expect(Math.abs(n - 5461)).toBeLessThanOrEqual(1);
       for (const p of [P1, P2, P3]) expect({ port: p, restoreAsking: await calls(p, 'restore-asking') }).toEqual({ port: p, restoreAsking: 0 });
       expect(await answers(P7)).toBe(false);
       expect(await answers(P8)).toBe(false);
-      await expectIntact();
+      await expectClusterIntact({ seed: addr(P1), keys: KEYS, cli: valkeyCli, specFile: spec.file });
     },
     MOVE_TIMEOUT_MS,
   );
@@ -167,7 +137,7 @@ describe('Valkey 9: atomic slot migration (CLUSTER MIGRATESLOTS) when every node
     }
     const owner = String(await withNode(P1, (r) => r.call('CLUSTER', 'NODES'))).split('\n').find((l) => l.includes('myself'));
     expect(owner).toMatch(/ 0-\d+/);
-    await expectIntact();
+    await expectClusterIntact({ seed: addr(P1), keys: KEYS, cli: valkeyCli, specFile: spec.file });
   });
 
   it('a server-side migration in progress when apply starts: the plan says so and apply waits for it before moving anything, then puts the slots back', async () => {
@@ -206,7 +176,7 @@ describe('Valkey 9: atomic slot migration (CLUSTER MIGRATESLOTS) when every node
       expect.stringMatching(/^move 100 slot\(s\) .* 127\.0\.0\.1:7892 → 127\.0\.0\.1:7891 \(atomic, server-side\)$/),
       'wait until 6 nodes agree on slots and report cluster_state:ok',
     ]);
-    expect(await slotCounts()).toEqual([5461, 5461, 5462]);
-    await expectIntact();
+    expect(await masterSlotCounts(P1)).toEqual([5461, 5461, 5462]);
+    await expectClusterIntact({ seed: addr(P1), keys: KEYS, cli: valkeyCli, specFile: spec.file });
   });
 });

@@ -4,9 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../src/apply/wait.js';
-import { parseInfo } from '../../src/live/parse.js';
-import { badKeys, everySlot, keysOn, keyTotal, loadKeys } from '../support/keys.js';
-import { answers, localSpec, ports, rcluster, rclusterBin, valkeyBin, valkeyCli, withNode } from './support.js';
+import { everySlot, keysOn, keyTotal, loadKeys } from '../support/keys.js';
+import { answers, expectClusterIntact, infoOf, localSpec, masterSlotCounts, ports, rcluster, rclusterBin, valkeyBin, valkeyCli, withNode } from './support.js';
 
 // Valkey wherever Redis: the create and the day-2 changes of day2.test.ts on valkey-server 9
 // processes (the build of .ci/build-valkey; a machine without it fails here saying so), each one
@@ -39,41 +38,12 @@ function moveTime(what: string, out: string): void {
   console.info(`valkey (classic engine): ${what} (${keyTotal(KEYS)} keys): slot moves took ${took ?? '(not printed)'}`);
 }
 
-async function info(port: number, section: string): Promise<Record<string, string>> {
-  return parseInfo(await withNode(port, (r) => r.info(section)));
-}
-
-async function slotCounts(): Promise<number[]> {
-  const text = String(await withNode(P1, (r) => r.call('CLUSTER', 'NODES')));
-  return text
-    .trim()
-    .split('\n')
-    .map((line) => line.split(' ').slice(8).filter((r) => !r.startsWith('[')).reduce((k, r) => {
-      const [a, b] = r.split('-').map(Number);
-      return k + ((b ?? a) as number) - (a as number) + 1;
-    }, 0))
-    .filter((n) => n > 0)
-    .sort((a, b) => a - b);
-}
-
-/** Every key there with its value, valkey-cli's own check clean, and nothing left to do. */
-async function expectIntact(): Promise<void> {
-  expect(await badKeys(addr(P1), KEYS)).toEqual([]);
-  const check = await valkeyCli(['--cluster', 'check', addr(P1)]);
-  expect(check.out).toContain('[OK] All nodes agree about slots configuration.');
-  expect(check.out).toContain('[OK] All 16384 slots covered.');
-  expect(check.out).not.toMatch(/\[WARNING\]|\[ERR\]/);
-  const again = await rcluster('plan', '-f', spec.file, '--detailed-exitcode');
-  expect(again.out).toContain('No changes.');
-  expect(again.code).toBe(0);
-}
-
 /**
  * How a source's keys left it: MIGRATE commands sent by rcluster, or MIGRATE run inside its
  * script (EVALSHA). Counted since the last CONFIG RESETSTAT.
  */
 async function moveCommands(port: number): Promise<{ evalsha: number; migrate: number }> {
-  const stats = await info(port, 'commandstats');
+  const stats = await infoOf(port, 'commandstats');
   const calls = (name: string) => Number(/calls=(\d+)/.exec(stats[`cmdstat_${name}`] ?? '')?.[1] ?? 0);
   return { evalsha: calls('evalsha'), migrate: calls('migrate') };
 }
@@ -113,13 +83,13 @@ describe('Valkey 9: connection local with redis.server valkey, create and day-2 
     const out = await applyOk();
     expect(out).toMatch(/Apply complete: 26 step\(s\) in /);
     for (const p of [P1, P2, P3, P4, P5, P6]) {
-      const s = await info(p, 'server');
+      const s = await infoOf(p, 'server');
       expect({ name: s['server_name'], version: s['valkey_version']?.split('.')[0], executable: s['executable'] }).toEqual({ name: 'valkey', version: '9', executable: server });
       expect(s['config_file']).toBe(join(spec.dir, '.rcluster', NAME, String(p), 'redis.conf'));
     }
-    expect(await slotCounts()).toEqual([5461, 5461, 5462]);
+    expect(await masterSlotCounts(P1)).toEqual([5461, 5461, 5462]);
     await loadKeys(addr(P1), KEYS);
-    await expectIntact();
+    await expectClusterIntact({ seed: addr(P1), keys: KEYS, cli: valkeyCli, specFile: spec.file });
     // The plan reads what runs: a status of valkey nodes is healthy like any other.
     const status = await rcluster('status', '-f', spec.file);
     expect(status.out).toContain('Healthy.');
@@ -134,7 +104,7 @@ describe('Valkey 9: connection local with redis.server valkey, create and day-2 
       writeSpec(PORTS, ['masters: 4', 'migration: classic']);
       expect((await rcluster('plan', '-f', spec.file)).out).toContain(`→ ${addr(P7)} (MIGRATE: the spec says migration: classic)`);
       moveTime('scale-out 3 -> 4', await applyOk());
-      expect(await slotCounts()).toEqual([4096, 4096, 4096, 4096]);
+      expect(await masterSlotCounts(P1)).toEqual([4096, 4096, 4096, 4096]);
       expect(await keysOn(addr(P7))).toBeGreaterThanOrEqual(4096);
       // The engine's script (SETSLOT MIGRATING, GETKEYSINSLOT, MIGRATE inside EVALSHA) is not
       // sent to Valkey: valkey-server 9.1.2 aborts when a script runs CLUSTER SETSLOT on a master
@@ -144,7 +114,7 @@ describe('Valkey 9: connection local with redis.server valkey, create and day-2 
         expect(m.evalsha).toBe(0);
         expect(m.migrate).toBeGreaterThan(0);
       }
-      await expectIntact();
+      await expectClusterIntact({ seed: addr(P1), keys: KEYS, cli: valkeyCli, specFile: spec.file });
     },
     MOVE_TIMEOUT_MS,
   );
@@ -154,12 +124,12 @@ describe('Valkey 9: connection local with redis.server valkey, create and day-2 
     async () => {
       writeSpec([P1, P2, P3, P4, P5, P6], ['masters: 3', 'migration: classic']);
       moveTime('scale-in 4 -> 3', await applyOk());
-      const counts = await slotCounts();
+      const counts = await masterSlotCounts(P1);
       expect(counts).toHaveLength(3);
       for (const n of counts) expect(Math.abs(n - 5461)).toBeLessThanOrEqual(1);
       expect(await answers(P7)).toBe(false);
       expect(await answers(P8)).toBe(false);
-      await expectIntact();
+      await expectClusterIntact({ seed: addr(P1), keys: KEYS, cli: valkeyCli, specFile: spec.file });
     },
     MOVE_TIMEOUT_MS,
   );
@@ -206,8 +176,8 @@ describe('Valkey 9: a script that runs CLUSTER SETSLOT on a master with a replic
     expect(await setslot(0)).toBe('OK');
 
     await withNode(P2, (r) => r.call('CLUSTER', 'REPLICATE', source));
-    await waitFor(`${addr(P2)} to sync from ${addr(P1)}`, async () => ((await info(P2, 'replication'))['master_link_status'] === 'up' ? true : 'link not up'), { timeoutMs: 20_000 });
-    expect((await info(P1, 'replication'))['connected_slaves']).toBe('1');
+    await waitFor(`${addr(P2)} to sync from ${addr(P1)}`, async () => ((await infoOf(P2, 'replication'))['master_link_status'] === 'up' ? true : 'link not up'), { timeoutMs: 20_000 });
+    expect((await infoOf(P1, 'replication'))['connected_slaves']).toBe('1');
     await withNode(P3, (r) => r.call('CLUSTER', 'SETSLOT', '1', 'IMPORTING', source));
     const crashed = await setslot(1).then(
       (reply) => `it answered ${String(reply)}`,
